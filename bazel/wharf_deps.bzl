@@ -1,0 +1,88 @@
+"""wharf_deps(): the repositories Wharf needs, for Wharf's own WORKSPACE and
+for a consumer's.
+
+A consumer's WORKSPACE:
+
+    local_repository(name = "wharf", path = "...")   # or http_archive
+    load("@wharf//bazel:wharf_deps.bzl", "wharf_deps")
+    wharf_deps()
+
+Each dependency is created only if the WORKSPACE has not defined it already, so
+a consumer who brings their own Abseil/Boost/GoogleTest keeps theirs.
+"""
+
+load(":system_repo.bzl", "system_cc_library", "system_repo")
+
+def _absl_packages():
+    lib = system_cc_library
+    return {
+        "absl/base": lib("core_headers") + lib("base", libs = ["absl_base", "absl_raw_logging_internal", "absl_spinlock_wait"]),
+        "absl/status": lib(
+            "status",
+            libs = ["absl_status", "absl_cord", "absl_cord_internal", "absl_cordz_info", "absl_cordz_functions", "absl_cordz_handle", "absl_strerror"],
+            deps = ["//absl/strings"],
+        ) + lib("statusor", libs = ["absl_statusor", "absl_bad_variant_access"], deps = [":status"]),
+        "absl/strings": lib(
+            "strings",
+            libs = ["absl_strings", "absl_strings_internal", "absl_int128", "absl_throw_delegate", "absl_raw_logging_internal"],
+        ) + lib("str_format", libs = ["absl_str_format_internal"], deps = [":strings"]),
+        "absl/time": lib("time", libs = ["absl_time", "absl_time_zone", "absl_civil_time", "absl_int128"], deps = ["//absl/strings"]),
+        "absl/synchronization": lib(
+            "synchronization",
+            libs = ["absl_synchronization", "absl_graphcycles_internal", "absl_stacktrace", "absl_symbolize", "absl_malloc_internal", "absl_debugging_internal", "absl_demangle_internal"],
+            deps = ["//absl/base", "//absl/time"],
+        ),
+        "absl/types": lib("span") + lib("optional", libs = ["absl_bad_optional_access"]) + lib("variant", libs = ["absl_bad_variant_access"]),
+        "absl/cleanup": lib("cleanup"),
+        "absl/functional": lib("any_invocable") + lib("function_ref"),
+        "absl/container": lib(
+            "flat_hash_map",
+            libs = ["absl_raw_hash_set", "absl_hash", "absl_city", "absl_low_level_hash", "absl_hashtablez_sampler", "absl_exponential_biased"],
+        ) + lib("inlined_vector"),
+        "absl/random": lib(
+            "random",
+            libs = ["absl_random_internal_pool_urbg", "absl_random_internal_randen", "absl_random_internal_randen_hwaes", "absl_random_internal_randen_hwaes_impl", "absl_random_internal_randen_slow", "absl_random_internal_platform", "absl_random_internal_seed_material", "absl_random_seed_gen_exception", "absl_random_distributions"],
+        ),
+    }
+
+def wharf_deps():
+    """Defines Wharf's external repositories (system packages on Debian 12)."""
+    existing = native.existing_rules()
+
+    if "com_google_absl" not in existing:
+        system_repo(
+            name = "com_google_absl",
+            probe_headers = ["absl/status/status.h"],
+            debian_package = "libabsl-dev",
+            packages = _absl_packages(),
+        )
+    if "boost" not in existing:
+        system_repo(
+            name = "boost",
+            probe_headers = ["boost/interprocess/shared_memory_object.hpp"],
+            debian_package = "libboost-dev",
+            packages = {"": system_cc_library("interprocess", libs = ["rt", "pthread"])},
+        )
+    if "com_github_cameron314_concurrentqueue" not in existing:
+        system_repo(
+            name = "com_github_cameron314_concurrentqueue",
+            probe_headers = ["concurrentqueue/concurrentqueue.h"],
+            debian_package = "libconcurrentqueue-dev",
+            packages = {"": system_cc_library("concurrentqueue")},
+        )
+    if "com_google_googletest" not in existing:
+        system_repo(
+            name = "com_google_googletest",
+            probe_headers = ["gtest/gtest.h", "gmock/gmock.h"],
+            debian_package = "libgtest-dev libgmock-dev",
+            packages = {"": system_cc_library("gtest", libs = ["gmock", "gtest", "pthread"]) +
+                            system_cc_library("gtest_main", libs = ["gtest_main"], deps = [":gtest"])},
+        )
+    if "com_github_google_benchmark" not in existing:
+        system_repo(
+            name = "com_github_google_benchmark",
+            probe_headers = ["benchmark/benchmark.h"],
+            debian_package = "libbenchmark-dev",
+            packages = {"": system_cc_library("benchmark", libs = ["benchmark", "pthread"]) +
+                            system_cc_library("benchmark_main", libs = ["benchmark_main"], deps = [":benchmark"])},
+        )

@@ -1,0 +1,174 @@
+// Atomics: JavaScript's `Atomics` on 32- and 64-bit integer cells anywhere in
+// memory — an ordinary variable, a SharedBuffer view, or a mapping shared by
+// several processes.
+//
+//   auto cells = buffer.View<int32_t>().value();
+//   wharf::atomics::Add(cells[0], 1);
+//   if (wharf::atomics::Wait(cells[1], 0, absl::Seconds(1)) == WaitResult::kTimedOut) ...
+//   wharf::atomics::Notify(cells[1], 1);
+//
+// Cells are int32_t, uint32_t, int64_t or uint64_t, aligned to their size (a
+// SharedBuffer view guarantees it). Every operation is sequentially consistent,
+// as in JS. Read-modify-write operations return the old value, Store returns
+// the value stored, CompareExchange returns the value it found.
+//
+// Wait/Notify follow JS semantics: Wait(cell, expected, timeout) returns
+// kNotEqual at once if the cell does not hold `expected`, otherwise sleeps
+// until a Notify on the same cell (kOk) or the timeout (kTimedOut). A Store
+// without Notify wakes no one. Notify(cell, count) wakes up to `count` waiters
+// and returns how many it woke. The futex is used in shared scope, so waiters
+// and notifiers may be in different processes. Two deviations, both towards
+// waking rather than sleeping: a signal delivered to a waiting thread, or a
+// store racing with the very start of the wait (between the value check and
+// the kernel's), end the wait with kOk. Callers re-check their condition, as
+// with any condition wait.
+//
+// 64-bit cells: the kernel's futex is 32-bit. Wait on a 64-bit cell queues on
+// both halves with futex_waitv(2), so a change of either half between the
+// value check and the sleep is seen and no Notify is lost (fallback for
+// kernels < 5.16: see FutexWait64).
+//
+// WaitOptions::spin: before sleeping, spin this long watching the cell. A
+// change of the value during the spin ends the wait with kOk — the folly /
+// std::atomic::wait convention, which gives up JS's "a store without notify
+// wakes no one" for the spin window in exchange for a sub-µs hand-off when
+// the notifier is running on another CPU. A waiter that is never notified
+// spins once, then sleeps and uses no CPU.
+
+#ifndef WHARF_SYNC_ATOMICS_H_
+#define WHARF_SYNC_ATOMICS_H_
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf {
+
+enum class WaitResult : uint8_t { kOk, kNotEqual, kTimedOut };
+
+struct WaitOptions {
+  // Spin (watching the cell) this long before sleeping. Zero: JS semantics.
+  absl::Duration spin = absl::ZeroDuration();
+  // kPrivate is slightly cheaper in the kernel, but only for cells no other
+  // process maps. Notify must use the same scope as the waiters.
+  FutexScope scope = FutexScope::kShared;
+};
+
+namespace atomics {
+
+template <class T>
+concept Cell = std::is_same_v<T, int32_t> || std::is_same_v<T, uint32_t> ||
+               std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>;
+
+template <Cell T>
+inline T Load(const T& cell) {
+  return std::atomic_ref<T>(const_cast<T&>(cell)).load(std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T Store(T& cell, T value) {
+  std::atomic_ref<T>(cell).store(value, std::memory_order_seq_cst);
+  return value;
+}
+template <Cell T>
+inline T Add(T& cell, T value) {
+  return std::atomic_ref<T>(cell).fetch_add(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T Sub(T& cell, T value) {
+  return std::atomic_ref<T>(cell).fetch_sub(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T And(T& cell, T value) {
+  return std::atomic_ref<T>(cell).fetch_and(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T Or(T& cell, T value) {
+  return std::atomic_ref<T>(cell).fetch_or(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T Xor(T& cell, T value) {
+  return std::atomic_ref<T>(cell).fetch_xor(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T Exchange(T& cell, T value) {
+  return std::atomic_ref<T>(cell).exchange(value, std::memory_order_seq_cst);
+}
+template <Cell T>
+inline T CompareExchange(T& cell, T expected, T replacement) {
+  std::atomic_ref<T>(cell).compare_exchange_strong(expected, replacement,
+                                                   std::memory_order_seq_cst);
+  return expected;  // the value found: equal to `expected` iff it was replaced
+}
+
+// JS Atomics.isLockFree(size): true for 1, 2, 4 and 8 bytes on Wharf's
+// platforms (x86-64, aarch64); false for any other size.
+constexpr bool IsLockFree(int size) {
+  switch (size) {
+    case 1: return std::atomic<uint8_t>::is_always_lock_free;
+    case 2: return std::atomic<uint16_t>::is_always_lock_free;
+    case 4: return std::atomic<uint32_t>::is_always_lock_free;
+    case 8: return std::atomic<uint64_t>::is_always_lock_free;
+    default: return false;
+  }
+}
+
+// Sleeps while `cell` holds `expected`, until notified or `deadline`.
+// Blocking. See the file comment for the semantics and WaitOptions.
+template <Cell T>
+WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions options = {}) {
+  std::atomic_ref<T> ref(cell);
+  if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kNotEqual;
+  if (options.spin > absl::ZeroDuration()) {
+    // Check the clock every 64 pauses: a clock read (~20 ns, vDSO) per pause
+    // would dominate the spin.
+    const absl::Time spin_end = std::min(deadline, absl::Now() + options.spin);
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        sync_internal::CpuRelax();
+        if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kOk;
+      }
+      if (absl::Now() >= spin_end) break;
+    }
+  }
+  FutexWaitResult r;
+  if constexpr (sizeof(T) == 4) {
+    r = FutexWait(&cell, static_cast<uint32_t>(expected), options.scope, deadline);
+  } else {
+    r = FutexWait64(&cell, static_cast<uint64_t>(expected), options.scope, deadline);
+  }
+  // kNotEqual here means the cell changed between our check and the kernel's:
+  // a store that raced with the start of the wait, normally followed by its
+  // Notify, which we would miss if we slept again. It counts as woken.
+  return r == FutexWaitResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kOk;
+}
+
+template <Cell T>
+WaitResult Wait(T& cell, T expected, absl::Duration timeout = absl::InfiniteDuration(),
+                WaitOptions options = {}) {
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  return WaitUntil(cell, expected, deadline, options);
+}
+
+// Wakes up to `count` waiters on `cell` (all for INT_MAX; none for count <= 0)
+// and returns how many were woken. One syscall, even with no waiter: a raw
+// cell has no room to record waiters.
+template <Cell T>
+int Notify(T& cell, int count = INT_MAX, FutexScope scope = FutexScope::kShared) {
+  if constexpr (sizeof(T) == 4) {
+    return FutexWake(&cell, count, scope);
+  } else {
+    return FutexWake64(&cell, count, scope);
+  }
+}
+
+}  // namespace atomics
+}  // namespace wharf
+
+#endif  // WHARF_SYNC_ATOMICS_H_

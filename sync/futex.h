@@ -1,0 +1,67 @@
+// Futex: the one wrapper over Linux's futex(2) that every Wharf lock and wait
+// stands on.
+//
+// A futex word is a 4-byte aligned 32-bit word. `FutexWait` sleeps while the
+// word holds `expected`; `FutexWake` wakes sleepers. This layer has no policy:
+// no spinning, no retries, no re-checks of a caller's condition. It takes an
+// explicit scope, because a private futex (FUTEX_PRIVATE_FLAG, what Abseil and
+// folly always pass) is keyed by (mm, address) and silently never wakes a
+// waiter in another process. Use kShared whenever the word may live in memory
+// mapped by several processes; kPrivate only for memory that cannot be.
+//
+// Thread-safety: all functions may be called concurrently from any thread or
+// process. Blocking: only FutexWait/FutexWait64 block, until woken, the word
+// differs from `expected`, the deadline passes, or a signal arrives.
+// Errors: misuse (a misaligned word, a bad address) is a programming error and
+// aborts with a message; everything else is in the returned enum.
+
+#ifndef WHARF_SYNC_FUTEX_H_
+#define WHARF_SYNC_FUTEX_H_
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+
+namespace wharf {
+
+enum class FutexScope : uint8_t {
+  kPrivate,  // the word is only ever mapped by this process
+  kShared,   // the word may be mapped by several processes
+};
+
+enum class FutexWaitResult : uint8_t {
+  // Woken by FutexWake, by a signal (EINTR) or spuriously. The caller must
+  // re-check its condition: this is the single place where EINTR and spurious
+  // wake-ups are folded together.
+  kWoken,
+  kNotEqual,  // the word did not hold `expected` when the kernel looked
+  kTimedOut,  // `deadline` passed
+};
+
+// Sleeps while the 32-bit word at `word` equals `expected`, until `deadline`
+// (absl::InfiniteFuture() for no deadline; a deadline in the past returns
+// kTimedOut or kNotEqual without sleeping). `word` must be 4-byte aligned.
+FutexWaitResult FutexWait(const void* word, uint32_t expected, FutexScope scope,
+                          absl::Time deadline = absl::InfiniteFuture());
+
+// Sleeps while the 64-bit word at `word` equals `expected` (8-byte aligned).
+// The futex is 32-bit, so this queues on both halves at once with
+// futex_waitv(2) (Linux >= 5.16): a change to either half between the caller's
+// check and the sleep is seen by the kernel, and a FutexWake64 on the word
+// finds the sleeper. On older kernels it falls back to sleeping on the low
+// half in slices of at most 1 ms, re-reading the whole word between slices, so
+// that a change confined to the high half is noticed within a slice.
+FutexWaitResult FutexWait64(const void* word, uint64_t expected,
+                            FutexScope scope,
+                            absl::Time deadline = absl::InfiniteFuture());
+
+// Wakes up to `count` sleepers on the word (count <= 0 wakes none and makes
+// no syscall). Returns the number actually woken.
+int FutexWake(const void* word, int count, FutexScope scope);
+
+// Wakes up to `count` sleepers of FutexWait64 on the 64-bit word at `word`.
+int FutexWake64(const void* word, int count, FutexScope scope);
+
+}  // namespace wharf
+
+#endif  // WHARF_SYNC_FUTEX_H_

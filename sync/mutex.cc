@@ -1,0 +1,164 @@
+#include "wharf/sync/mutex.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf {
+namespace {
+
+using sync_internal::CheckOwner;
+using sync_internal::OwnerState;
+using sync_internal::OwnerTid;
+
+constexpr uint64_t kFlags = Mutex::kWaitersBit | Mutex::kOwnerDiedBit;
+
+// The owner id in a word, without the flags.
+uint64_t OwnerOf(uint64_t word) { return word & ~kFlags; }
+
+// How long a sleeper waits before it checks whether the owner is alive, and
+// the cap of the doubling. 1 ms makes a dead owner cost a survivor ~1-2 ms;
+// a live owner holding the lock for long costs each sleeper one /proc read per
+// period (~5 µs every 128 ms at most).
+constexpr absl::Duration kFirstCheckPeriod = absl::Milliseconds(1);
+constexpr absl::Duration kMaxCheckPeriod = absl::Milliseconds(128);
+
+[[noreturn]] void MisuseFatal(const char* what, uint64_t word, uint64_t me) {
+  std::fprintf(stderr,
+               "wharf::Mutex misuse: %s (lock word owner tid %u, caller tid %u)\n",
+               what, OwnerTid(word), OwnerTid(me));
+  std::abort();
+}
+
+}  // namespace
+
+LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline) {
+  if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
+  if (OwnerOf(seen) == me) MisuseFatal("lock() by the thread that already holds it (Wharf mutexes are not recursive)", seen, me);
+
+  // Phase 1: bounded read-only spin, for an owner running on another CPU.
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    sync_internal::CpuRelax();
+    seen = word_.load(std::memory_order_relaxed);
+    if (seen == 0 && word_.compare_exchange_weak(seen, me, std::memory_order_acquire,
+                                                 std::memory_order_relaxed)) {
+      return LockResult::kOk;
+    }
+    if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
+  }
+
+  // Phase 2: announce (kWaitersBit) and sleep, checking the owner's liveness
+  // whenever a check period passes with the lock held by the same owner.
+  absl::Duration period = kFirstCheckPeriod;
+  for (;;) {
+    seen = word_.load(std::memory_order_relaxed);
+    if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
+    if (seen == 0) {
+      if (word_.compare_exchange_weak(seen, me | kWaitersBit, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        return LockResult::kOk;
+      }
+      continue;
+    }
+    if ((seen & kWaitersBit) == 0) {
+      if (!word_.compare_exchange_weak(seen, seen | kWaitersBit, std::memory_order_relaxed,
+                                       std::memory_order_relaxed)) {
+        continue;
+      }
+      seen |= kWaitersBit;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return LockResult::kTimedOut;
+    const absl::Time wake_at = std::min(deadline, now + period);
+    const FutexWaitResult r =
+        FutexWait(&word_, static_cast<uint32_t>(seen), FutexScope::kShared, wake_at);
+    if (r != FutexWaitResult::kTimedOut) continue;
+    if (wake_at == deadline) return LockResult::kTimedOut;
+
+    // A whole period passed. If the word is still exactly what we slept on,
+    // the owner may be dead.
+    uint64_t current = word_.load(std::memory_order_relaxed);
+    if (current == seen && CheckOwner(OwnerOf(seen)) == OwnerState::kDead) {
+      // Only one survivor's CAS succeeds; the others see a new owner.
+      if (word_.compare_exchange_strong(current, me | kWaitersBit | kOwnerDiedBit,
+                                        std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        return LockResult::kOwnerDied;
+      }
+    }
+    if (period < kMaxCheckPeriod) period *= 2;
+  }
+}
+
+LockResult Mutex::TryLock(bool check_owner) {
+  const uint64_t me = sync_internal::CurrentOwnerId();
+  uint64_t seen = 0;
+  if (word_.compare_exchange_strong(seen, me, std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
+    return LockResult::kOk;
+  }
+  if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
+  if (check_owner && OwnerOf(seen) != me && CheckOwner(OwnerOf(seen)) == OwnerState::kDead) {
+    // Keep kWaitersBit: sleepers may exist.
+    if (word_.compare_exchange_strong(seen, me | (seen & kWaitersBit) | kOwnerDiedBit,
+                                      std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      return LockResult::kOwnerDied;
+    }
+  }
+  return LockResult::kBusy;
+}
+
+void Mutex::UnlockSlow(uint64_t seen) {
+  const uint64_t me = sync_internal::CurrentOwnerId();
+  if (OwnerOf(seen) != me) MisuseFatal("unlock() by a thread that does not hold the mutex", seen, me);
+  if (seen & kOwnerDiedBit) {
+    // Recovered from a dead owner but never declared consistent: the data is
+    // suspect forever. Wake everyone so they see kNotRecoverable.
+    word_.store(kNotRecoverableWord, std::memory_order_release);
+    FutexWake(&word_, INT32_MAX, FutexScope::kShared);
+    return;
+  }
+  // Only kWaitersBit can be set (and only lockers add it, so the word can
+  // change under us only by gaining it): exchange releases in one step.
+  const uint64_t old = word_.exchange(0, std::memory_order_release);
+  if (old & kWaitersBit) FutexWake(&word_, 1, FutexScope::kShared);
+}
+
+absl::Status Mutex::MarkConsistent() {
+  const uint64_t me = sync_internal::CurrentOwnerId();
+  uint64_t seen = word_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (OwnerOf(seen) != me) {
+      return absl::FailedPreconditionError(
+          "Mutex::MarkConsistent(): the calling thread does not hold the mutex");
+    }
+    if ((seen & kOwnerDiedBit) == 0) {
+      return absl::FailedPreconditionError(
+          "Mutex::MarkConsistent(): the mutex is consistent already (call it only "
+          "after Lock() returned kOwnerDied)");
+    }
+    if (word_.compare_exchange_weak(seen, seen & ~kOwnerDiedBit, std::memory_order_relaxed,
+                                    std::memory_order_relaxed)) {
+      return absl::OkStatus();
+    }
+  }
+}
+
+bool Mutex::HeldByCurrentThread() const {
+  return OwnerOf(word_.load(std::memory_order_relaxed)) == sync_internal::CurrentOwnerId();
+}
+
+void Mutex::lock() {
+  if (Lock() == LockResult::kNotRecoverable) {
+    throw std::system_error(std::make_error_code(std::errc::state_not_recoverable),
+                            "wharf::Mutex: a previous owner died and the state was "
+                            "never marked consistent");
+  }
+}
+
+}  // namespace wharf

@@ -16,7 +16,8 @@ namespace wharf::testing {
 // check of CI can tell whose leftovers they are.
 inline std::string UniqueName(std::string_view what) {
   static std::atomic<int> counter{0};
-  return absl::StrCat("wharf_test_", what, "_", ::getpid(), "_", counter.fetch_add(1));
+  return absl::StrCat("wharf_test_", std::string(what), "_", static_cast<int>(::getpid()), "_",
+                      counter.fetch_add(1));
 }
 
 }  // namespace wharf::testing

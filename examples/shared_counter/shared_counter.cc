@@ -114,6 +114,7 @@ pid_t SpawnSelf(const std::vector<std::string>& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // keep lines of all processes in order
   if (argc >= 4 && std::string(argv[1]) == "--worker") return Worker(argv[2], std::atol(argv[3]));
   if (argc >= 3 && std::string(argv[1]) == "--victim") return Victim(argv[2]);
 

@@ -54,16 +54,24 @@ LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline) {
   // Phase 2: announce (kWaitersBit) and sleep, checking the owner's liveness
   // whenever a check period passes with the lock held by the same owner.
   absl::Duration period = kFirstCheckPeriod;
+  bool slept = false;
   for (;;) {
     seen = word_.load(std::memory_order_relaxed);
     if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
     if (seen == 0) {
-      if (word_.compare_exchange_weak(seen, me | kWaitersBit, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) {
+      // A woken sleeper cannot know whether others still sleep, so it takes
+      // the lock with kWaitersBit; a locker that never slept takes it as the
+      // fast path does (every sleeper re-sets the bit before sleeping again).
+      if (word_.compare_exchange_weak(seen, slept ? (me | kWaitersBit) : me,
+                                      std::memory_order_acquire, std::memory_order_relaxed)) {
         return LockResult::kOk;
       }
       continue;
     }
+    // Give up before announcing ourselves: an announced waiter that leaves
+    // costs the owner a useless wake syscall.
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return LockResult::kTimedOut;
     if ((seen & kWaitersBit) == 0) {
       if (!word_.compare_exchange_weak(seen, seen | kWaitersBit, std::memory_order_relaxed,
                                        std::memory_order_relaxed)) {
@@ -71,11 +79,10 @@ LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline) {
       }
       seen |= kWaitersBit;
     }
-    const absl::Time now = absl::Now();
-    if (now >= deadline) return LockResult::kTimedOut;
     const absl::Time wake_at = std::min(deadline, now + period);
     const FutexWaitResult r =
         FutexWait(&word_, static_cast<uint32_t>(seen), FutexScope::kShared, wake_at);
+    slept = true;
     if (r != FutexWaitResult::kTimedOut) continue;
     if (wake_at == deadline) return LockResult::kTimedOut;
 

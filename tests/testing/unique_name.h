@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -12,12 +13,23 @@
 
 namespace wharf::testing {
 
-// "wharf_test_<what>_<pid>_<n>": names carry the pid so that the /dev/shm
-// check of CI can tell whose leftovers they are.
+// A random tag fixed for this process. Bazel's sandbox gives every test its
+// own PID namespace, so concurrently running tests often share a small pid:
+// the pid alone does not make a name unique in the shared /dev/shm.
+inline const std::string& ProcessTag() {
+  static const std::string* tag = [] {
+    std::random_device rd;
+    return new std::string(absl::StrCat(absl::Hex(rd(), absl::kZeroPad8)));
+  }();
+  return *tag;
+}
+
+// "wharf_test_<what>_<pid>_<tag>_<n>": CI's /dev/shm check finds leftovers by
+// the "wharf" prefix.
 inline std::string UniqueName(std::string_view what) {
   static std::atomic<int> counter{0};
   return absl::StrCat("wharf_test_", std::string(what), "_", static_cast<int>(::getpid()), "_",
-                      counter.fetch_add(1));
+                      ProcessTag(), "_", counter.fetch_add(1));
 }
 
 }  // namespace wharf::testing

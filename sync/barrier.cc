@@ -1,0 +1,84 @@
+#include "wharf/sync/barrier.h"
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf {
+namespace {
+
+[[noreturn]] void BarrierFatal(const char* what, long long a, long long b) {
+  std::fprintf(stderr, "wharf::Barrier misuse: %s (%lld, %lld)\n", what, a, b);
+  std::abort();
+}
+
+constexpr uint64_t kLowMask = 0xffffffffu;
+
+}  // namespace
+
+Barrier::Barrier(uint32_t count) : state_((uint64_t{count} << 32) | count) {
+  if (count > kMax) BarrierFatal("participant count larger than Barrier::kMax", count, kMax);
+}
+
+bool Barrier::Arrive(std::ptrdiff_t n, bool drop) {
+  if (n < 1 || n > static_cast<std::ptrdiff_t>(kMax)) {
+    BarrierFatal("arrive(n) with n < 1 or n > kMax", static_cast<long long>(n), kMax);
+  }
+  const uint64_t delta = static_cast<uint64_t>(n) + (drop ? uint64_t{1} << 32 : 0);
+  // acq_rel: release publishes this participant's writes; the acquire half
+  // matters to the last arriver, which runs the completion step and then
+  // releases everyone (see the protocol comment).
+  const uint64_t old = state_.fetch_sub(delta, std::memory_order_acq_rel);
+  const uint32_t expected = static_cast<uint32_t>(old & kLowMask);
+  if (static_cast<uint64_t>(n) > expected) {
+    BarrierFatal(expected == 0 && (old >> 32) == 0
+                     ? "arrival at a barrier with no participants (count 0, or all dropped)"
+                     : "more arrivals than participants left in this phase (n, left)",
+                 static_cast<long long>(n), expected);
+  }
+  return static_cast<uint64_t>(n) == expected;
+}
+
+void Barrier::CompletePhase(uint32_t phase) {
+  // Only the last arriver runs this: nobody else touches state_ until the
+  // phase advances below.
+  const uint64_t participants = state_.load(std::memory_order_relaxed) >> 32;
+  state_.store((participants << 32) | participants, std::memory_order_relaxed);
+  // Release: the reset above and everything the arrivals published (acquired
+  // by our fetch_sub) happen-before a waiter's acquire load of the new phase.
+  const uint32_t old = phase_.exchange(phase + 2, std::memory_order_acq_rel);
+  if (old & kWaitersBit) FutexWake(&phase_, INT_MAX, FutexScope::kShared);
+}
+
+void Barrier::ArriveAndDrop() {
+  const uint32_t phase = CurrentPhase();
+  if (Arrive(1, /*drop=*/true)) CompletePhase(phase);
+}
+
+bool Barrier::WaitSlow(uint32_t phase, absl::Time deadline) const {
+  // Phase 1: bounded read-only spin, for the last arriver running elsewhere.
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    sync_internal::CpuRelax();
+    if (PhaseDone(phase)) return true;
+  }
+  // Phase 2: announce (kWaitersBit) and sleep while phase_ is unchanged.
+  const uint32_t sleeping = phase | kWaitersBit;
+  for (;;) {
+    uint32_t seen = phase_.load(std::memory_order_acquire);
+    if ((seen & ~kWaitersBit) != phase) return true;
+    if (seen != sleeping &&
+        !phase_.compare_exchange_weak(seen, sleeping, std::memory_order_relaxed,
+                                      std::memory_order_relaxed)) {
+      continue;
+    }
+    if (FutexWait(&phase_, sleeping, FutexScope::kShared, deadline) ==
+        FutexWaitResult::kTimedOut) {
+      return PhaseDone(phase);
+    }
+  }
+}
+
+}  // namespace wharf

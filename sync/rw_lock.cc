@@ -1,0 +1,266 @@
+#include "wharf/sync/rw_lock.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <system_error>
+
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf {
+namespace {
+
+// How long a blocked reader waits before it checks whether the exclusive
+// holder is alive, and the cap of the doubling: Mutex's numbers, for the same
+// reasons (a dead writer costs a reader ~1-2 ms; a live long-held write lock
+// costs each sleeping reader one /proc read per period, at most ~5 µs per
+// 128 ms).
+constexpr absl::Duration kFirstCheckPeriod = absl::Milliseconds(1);
+constexpr absl::Duration kMaxCheckPeriod = absl::Milliseconds(128);
+
+[[noreturn]] void RwLockFatal(const char* what) {
+  std::fprintf(stderr, "wharf::RwLock misuse: %s\n", what);
+  std::abort();
+}
+
+[[noreturn]] void ThrowNotRecoverable() {
+  throw std::system_error(std::make_error_code(std::errc::state_not_recoverable),
+                          "wharf::RwLock: a writer died and the state was never marked "
+                          "consistent");
+}
+
+}  // namespace
+
+// --- Write side ---------------------------------------------------------------
+
+LockResult RwLock::LockUntil(absl::Time deadline) {
+  if (state_.load(std::memory_order_relaxed) & kNotRecoverable) {
+    return LockResult::kNotRecoverable;
+  }
+  const LockResult r = writer_mu_.LockUntil(deadline);
+  if (!Acquired(r)) return r;  // kTimedOut (kNotRecoverable: the Mutex never gets there)
+  return Exclude(r, deadline);
+}
+
+LockResult RwLock::Exclude(LockResult mu_result, absl::Time deadline) {
+  uint32_t set = kWriter;
+  if (mu_result == LockResult::kOwnerDied) {
+    // The RwLock tracks the repair in kInconsistent (set together with
+    // kWriter, so readers never see one without the other from us); the
+    // Mutex is only the writers' queue and death detector.
+    (void)writer_mu_.MarkConsistent();
+    set |= kInconsistent;
+  }
+  // acq_rel: totally ordered with the readers' CAS on the same word; acquire
+  // also makes the critical sections of readers that already left visible.
+  const uint32_t old = state_.fetch_or(set, std::memory_order_acq_rel);
+  if (old & kNotRecoverable) {
+    ReleaseWrite();
+    return LockResult::kNotRecoverable;
+  }
+  if (Readers(old) != 0 && !WaitForReaders(deadline)) {
+    ReleaseWrite();  // kInconsistent, if set, stays for the next holder
+    return LockResult::kTimedOut;
+  }
+  return ((old | set) & kInconsistent) ? LockResult::kOwnerDied : LockResult::kOk;
+}
+
+bool RwLock::WaitForReaders(absl::Time deadline) {
+  // Phase 1: bounded read-only spin, for short read sections on other CPUs.
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    sync_internal::CpuRelax();
+    if (Readers(state_.load(std::memory_order_acquire)) == 0) return true;
+  }
+  // Phase 2: announce on drain_ and sleep until the last reader leaves.
+  for (;;) {
+    // A: seq_cst store then seq_cst load. Matches B in UnlockShared.
+    drain_.store(1, std::memory_order_seq_cst);
+    if (Readers(state_.load(std::memory_order_seq_cst)) == 0) {
+      drain_.store(0, std::memory_order_relaxed);
+      return true;
+    }
+    if (FutexWait(&drain_, 1, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
+      drain_.store(0, std::memory_order_relaxed);
+      return Readers(state_.load(std::memory_order_acquire)) == 0;
+    }
+  }
+}
+
+void RwLock::ReleaseWrite() {
+  // Release: the holder's writes happen-before the readers' acquire CAS.
+  const uint32_t old =
+      state_.fetch_and(~(kWriter | kReadersWaiting), std::memory_order_release);
+  if (old & kReadersWaiting) FutexWake(&state_, INT_MAX, FutexScope::kShared);
+  writer_mu_.Unlock();
+}
+
+LockResult RwLock::TryLock() {
+  uint32_t s = state_.load(std::memory_order_relaxed);
+  if (s & kNotRecoverable) return LockResult::kNotRecoverable;
+  if ((s & kWriter) || Readers(s) != 0) return LockResult::kBusy;
+  if (writer_mu_.TryLock() != LockResult::kOk) return LockResult::kBusy;
+  // We hold writer_mu_, so kWriter is clear (the invariant); take the lock
+  // only if no reader is inside.
+  s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((s & kNotRecoverable) || Readers(s) != 0) {
+      writer_mu_.Unlock();
+      return (s & kNotRecoverable) ? LockResult::kNotRecoverable : LockResult::kBusy;
+    }
+    if (state_.compare_exchange_weak(s, s | kWriter, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return (s & kInconsistent) ? LockResult::kOwnerDied : LockResult::kOk;
+    }
+  }
+}
+
+void RwLock::Unlock() {
+  if (!writer_mu_.HeldByCurrentThread()) {
+    RwLockFatal("Unlock() by a thread that does not hold the lock exclusively");
+  }
+  uint32_t s = state_.load(std::memory_order_relaxed);
+  if (__builtin_expect((s & kInconsistent) == 0, 1)) {
+    ReleaseWrite();
+    return;
+  }
+  // Released after owner death without MarkConsistent(): the data is suspect
+  // forever. Everyone who waits, or comes later, gets kNotRecoverable.
+  while (!state_.compare_exchange_weak(s, (s | kNotRecoverable) & ~(kWriter | kReadersWaiting),
+                                       std::memory_order_release, std::memory_order_relaxed)) {
+  }
+  FutexWake(&state_, INT_MAX, FutexScope::kShared);
+  writer_mu_.Unlock();
+}
+
+// --- Read side ----------------------------------------------------------------
+
+LockResult RwLock::TryLockShared() {
+  uint32_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & kNotRecoverable) return LockResult::kNotRecoverable;
+    if ((s & kBlockReaders) || Readers(s) == kMaxReaders) return LockResult::kBusy;
+    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return LockResult::kOk;
+    }
+  }
+}
+
+LockResult RwLock::LockSharedSlow(absl::Time deadline) {
+  // Phase 1: bounded read-only spin, for a writer finishing on another CPU.
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    sync_internal::CpuRelax();
+    uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s & kNotRecoverable) return LockResult::kNotRecoverable;
+    if ((s & kBlockReaders) == 0 && Readers(s) < kMaxReaders &&
+        state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+      return LockResult::kOk;
+    }
+  }
+  // Phase 2: announce (kReadersWaiting) and sleep, checking the exclusive
+  // holder's liveness whenever a check period passes with readers shut out.
+  absl::Duration period = kFirstCheckPeriod;
+  bool check_holder = false;    // a check period passed with readers shut out
+  bool tried_takeover = false;  // tried an abandoned recovery once already
+  for (;;) {
+    uint32_t s = state_.load(std::memory_order_relaxed);
+    if (s & kNotRecoverable) return LockResult::kNotRecoverable;
+    if ((s & kBlockReaders) == 0) {
+      if (Readers(s) == kMaxReaders) RwLockFatal("more than 2^28-1 read shares held");
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        return LockResult::kOk;
+      }
+      continue;
+    }
+    // kInconsistent without kWriter: a recovering holder gave up (timed out)
+    // and nobody may hold the lock: try to take over at once rather than a
+    // period on (once: a holder between its writer_mu_ and its kWriter makes
+    // this transient; then we sleep and check again after a period).
+    if (check_holder || ((s & kWriter) == 0 && !tried_takeover)) {
+      check_holder = false;
+      tried_takeover = true;
+      const LockResult r = TryRecover(deadline);
+      if (r != LockResult::kBusy) return r;
+      continue;
+    }
+    if ((s & kReadersWaiting) == 0) {
+      if (!state_.compare_exchange_weak(s, s | kReadersWaiting, std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
+        continue;
+      }
+      s |= kReadersWaiting;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return LockResult::kTimedOut;
+    const absl::Time wake_at = std::min(deadline, now + period);
+    if (FutexWait(&state_, s, FutexScope::kShared, wake_at) != FutexWaitResult::kTimedOut) {
+      continue;
+    }
+    if (wake_at == deadline) continue;  // the next round returns kTimedOut, or gets in
+    // A whole period passed: if readers are still shut out, check the holder.
+    check_holder = true;
+    if (period < kMaxCheckPeriod) period *= 2;
+  }
+}
+
+LockResult RwLock::TryRecover(absl::Time deadline) {
+  const LockResult r = writer_mu_.TryLock(/*check_owner=*/true);
+  if (r == LockResult::kBusy) return LockResult::kBusy;  // a live holder
+  if (!Acquired(r)) return r;
+  // We hold writer_mu_. Taken from a dead holder (kOwnerDied), or free: then
+  // either an abandoned recovery awaits (kInconsistent), or the holder left
+  // between our look at state_ and the TryLock: nothing to take over.
+  if (r == LockResult::kOk && (state_.load(std::memory_order_relaxed) & kInconsistent) == 0) {
+    writer_mu_.Unlock();
+    return LockResult::kBusy;
+  }
+  return Exclude(r, deadline);  // kOwnerDied, kTimedOut or kNotRecoverable
+}
+
+void RwLock::UnlockShared() {
+  uint32_t s = state_.load(std::memory_order_relaxed);
+  // The exclusive hold that LockShared() returned with kOwnerDied. (A thread
+  // cannot hold writer_mu_ and a read share at once: it would have waited for
+  // itself to drain.)
+  if ((s & kWriter) && writer_mu_.HeldByCurrentThread()) {
+    Unlock();
+    return;
+  }
+  if (Readers(s) == 0) RwLockFatal("UnlockShared() with no read share held");
+  // B: seq_cst RMW then (below) seq_cst RMW. Matches A in WaitForReaders.
+  const uint32_t old = state_.fetch_sub(1, std::memory_order_seq_cst);
+  if (Readers(old) == 1 && (old & kWriter) &&
+      drain_.exchange(0, std::memory_order_seq_cst) != 0) {
+    FutexWake(&drain_, 1, FutexScope::kShared);
+  }
+}
+
+// --- Recovery and std names -----------------------------------------------------
+
+absl::Status RwLock::MarkConsistent() {
+  if (!writer_mu_.HeldByCurrentThread()) {
+    return absl::FailedPreconditionError(
+        "RwLock::MarkConsistent(): the calling thread does not hold the lock exclusively");
+  }
+  if ((state_.load(std::memory_order_relaxed) & kInconsistent) == 0) {
+    return absl::FailedPreconditionError(
+        "RwLock::MarkConsistent(): the lock is consistent already (call it only after "
+        "Lock() or LockShared() returned kOwnerDied)");
+  }
+  state_.fetch_and(~kInconsistent, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+void RwLock::lock() {
+  if (Lock() == LockResult::kNotRecoverable) ThrowNotRecoverable();
+}
+
+void RwLock::lock_shared() {
+  if (LockShared() == LockResult::kNotRecoverable) ThrowNotRecoverable();
+}
+
+}  // namespace wharf

@@ -1,0 +1,97 @@
+#include "wharf/sync/semaphore.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf {
+namespace {
+
+[[noreturn]] void SemaphoreFatal(const char* what, long long a, long long b) {
+  std::fprintf(stderr, "wharf::Semaphore misuse: %s (%lld, %lld)\n", what, a, b);
+  std::abort();
+}
+
+}  // namespace
+
+Semaphore::Semaphore(uint32_t initial, uint32_t max) : word_(initial), max_(max) {
+  if (max > kLargestMax) SemaphoreFatal("max larger than Semaphore::kLargestMax", max, kLargestMax);
+  if (initial > max) SemaphoreFatal("initial count larger than max (initial, max)", initial, max);
+}
+
+bool Semaphore::Add(uint32_t n) {
+  uint64_t seen = word_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (static_cast<uint64_t>(Count(seen)) + n > max_) return false;
+    // Release: the releaser's writes happen-before the acquirer that takes
+    // one of these permits.
+    if (word_.compare_exchange_weak(seen, seen + n, std::memory_order_release,
+                                    std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  if (Waiters(seen) != 0) {
+    FutexWake(&word_, static_cast<int>(std::min(n, Waiters(seen))), FutexScope::kShared);
+  }
+  return true;
+}
+
+absl::Status Semaphore::Release(uint32_t n) {
+  if (n == 0) return absl::OkStatus();
+  if (!Add(n)) {
+    return absl::OutOfRangeError(absl::StrCat("Semaphore::Release(", n, "): the count ", Value(),
+                                              " would exceed the maximum ", max_));
+  }
+  return absl::OkStatus();
+}
+
+void Semaphore::release(std::ptrdiff_t n) {
+  if (n < 0 || n > static_cast<std::ptrdiff_t>(kLargestMax)) {
+    SemaphoreFatal("release(n) with n out of [0, kLargestMax]", static_cast<long long>(n),
+                   kLargestMax);
+  }
+  if (n == 0) return;
+  if (!Add(static_cast<uint32_t>(n))) {
+    SemaphoreFatal("release(n) would raise the count above max (n, max)",
+                   static_cast<long long>(n), max_);
+  }
+}
+
+bool Semaphore::AcquireSlow(absl::Time deadline) {
+  // Phase 1: bounded read-only spin, for a releaser running on another CPU.
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    sync_internal::CpuRelax();
+    if (Count(word_.load(std::memory_order_relaxed)) != 0 && try_acquire()) return true;
+  }
+  // Phase 2: announce, then sleep while the count is zero.
+  uint64_t seen = word_.fetch_add(kOneWaiter, std::memory_order_relaxed) + kOneWaiter;
+  for (;;) {
+    if (Count(seen) != 0) {
+      // Take a permit and withdraw the announcement in one step.
+      if (word_.compare_exchange_weak(seen, seen - kOneWaiter - 1, std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+        return true;
+      }
+      continue;
+    }
+    if (FutexWait(&word_, 0, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
+      // Withdraw; take a permit if one appeared meanwhile.
+      seen = word_.load(std::memory_order_relaxed);
+      for (;;) {
+        const bool take = Count(seen) != 0;
+        if (word_.compare_exchange_weak(seen, seen - kOneWaiter - (take ? 1 : 0),
+                                        std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+          return take;
+        }
+      }
+    }
+    seen = word_.load(std::memory_order_relaxed);
+  }
+}
+
+}  // namespace wharf

@@ -1,0 +1,296 @@
+// SharedBuffer: JavaScript's SharedArrayBuffer for C++ — a block of memory
+// that several threads, and several processes, map at the same time.
+//
+//   auto buf = wharf::SharedBuffer::Create(4096).value();       // threads, children
+//   auto cells = buf.View<int32_t>().value();                   // std::span<int32_t>
+//   wharf::atomics::Add(cells[0], 1);
+//
+//   auto named = wharf::SharedBuffer::CreateNamed("jobs", 1 << 20);  // unrelated processes
+//   auto other = wharf::SharedBuffer::OpenNamed("jobs");             // ...in another process
+//
+// A SharedBuffer is a ref-counted handle: copying it shares the same mapping,
+// and the mapping is unmapped (and its fd closed) when the last handle in this
+// process goes away. Pointers and spans into the buffer stay valid exactly as
+// long as some handle lives — keep one alongside them.
+//
+// Kinds:
+//  - Create / CreateGrowable: anonymous, a memfd (memfd_create(MFD_CLOEXEC))
+//    mapped MAP_SHARED. fd() can be handed to a spawned child (inherited, or
+//    sent over a unix socket with SCM_RIGHTS) which attaches with FromFd. The
+//    memory vanishes with its last fd and mapping: there is no name to leak.
+//    The memfd is sealed against shrinking (F_SEAL_SHRINK) so a peer cannot
+//    pull pages from under a mapping (which would raise SIGBUS), and, when not
+//    growable, against growing.
+//  - CreateNamed / OpenNamed: a POSIX shared-memory object (/dev/shm/NAME)
+//    made with Boost.Interprocess's shared_memory_object, mode 0600 regardless
+//    of the umask. Boost creates/opens the name (O_EXCL, permissions, its
+//    error codes); the mapping itself is a raw mmap of a dup of its fd, not a
+//    boost::interprocess::mapped_region, because a growable buffer must
+//    reserve address space past the end of the file (mapped_region maps the
+//    file's size), and because one mapping path then serves memfd and named
+//    buffers alike. Named objects survive their creator unless removed: by
+//    default the creator removes the name when its last handle goes
+//    (NamedOptions::unlink_on_close); processes that already opened it keep
+//    their mapping, as with unlink(2).
+//
+// Growable buffers (JS `new SharedArrayBuffer(n, {maxByteLength})` and
+// `grow()`): max_size bytes of address space are reserved at creation, the
+// file holds only header + size() bytes, and Grow() extends it. The address
+// never moves, so spans taken before a Grow stay valid; new bytes read as
+// zero; every handle, in every process, sees the new size() at once (it lives
+// in the shared header). Bytes past size() are past the end of the file:
+// touching them raises SIGBUS, as an out-of-bounds access should.
+//
+// Layout: every mapping starts with a 64-byte SharedBufferHeader (below) and
+// the data follows at offset 64, so data() is 64-byte aligned. The header
+// carries a magic and a format version, checked on every open: a file from
+// another format version or not a SharedBuffer at all is refused with a
+// clear status, never read as garbage.
+//
+// Thread-safety: handles may be copied, assigned and destroyed concurrently
+// from any thread (std::shared_ptr semantics: distinct handle objects, or
+// const access to one). All const methods and Grow() may be called
+// concurrently on one handle. The bytes themselves are plain memory, as in
+// JS: synchronise access with atomics (wharf/sync/atomics.h) or a lock placed
+// in the buffer (wharf/sync/mutex.h).
+//
+// Memory ordering: Grow() publishes the new size with a release store after
+// the file has been extended; size() is an acquire load, so a thread (in any
+// process) that reads size() >= n may touch bytes below n. Nothing else is
+// ordered by SharedBuffer.
+//
+// Errors: absl::Status, never an exception or a crash on bad input. Bad
+// arguments are InvalidArgument/OutOfRange; a missing name NotFound; a taken
+// name AlreadyExists; a buffer its creator has not finished initialising
+// Unavailable; a file of another format FailedPrecondition; a truncated or
+// corrupt one DataLoss; out of memory/space ResourceExhausted; other system
+// failures Internal with strerror.
+//
+// Limits: a named buffer whose creator is SIGKILLed stays in /dev/shm until
+// someone calls Unlink (the header records the creator's pid and start time
+// for a reaper). Buffers are at most kMaxSize (64 TiB) bytes. All processes
+// must run the same SharedBuffer format version.
+
+#ifndef WHARF_SYNC_SHARED_BUFFER_H_
+#define WHARF_SYNC_SHARED_BUFFER_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "wharf/sync/mutex.h"
+
+namespace wharf {
+
+namespace sync_internal {
+
+// The first 64 bytes of every SharedBuffer mapping. It lives in shared memory
+// and is read by other processes, possibly built from another version of this
+// code: plain data only (fixed-width fields, no pointers), and any change of
+// layout or meaning bumps SharedBuffer::kVersion.
+//
+// Initialisation protocol: the creator extends the file, writes every other
+// field, then stores `magic` LAST with release order (A). An opener loads
+// `magic` with acquire (matches A): 0 means "creator still initialising" (it
+// retries for a bounded time), kMagic means every other field is valid.
+// `version`, `flags`, `max_size`, `creator_*` and `header_size` never change
+// afterwards; `size` changes only under `grow_mutex`, by Grow().
+struct SharedBufferHeader {
+  std::atomic<uint64_t> magic;  // 0: initialising; SharedBuffer::kMagic: ready
+  uint32_t version;             // SharedBuffer::kVersion of the creator
+  uint32_t flags;               // kSharedBufferGrowable
+  std::atomic<uint64_t> size;   // current data bytes; release-stored by Grow (B)
+  uint64_t max_size;            // data bytes reserved; == size unless growable
+  uint32_t creator_pid;         // for a future reaper of dead creators' names
+  uint32_t creator_start_tag;   // low 32 bits of its start time (/proc stat 22)
+  uint32_t header_size;         // 64: where the data starts
+  uint32_t reserved0;           // 0
+  Mutex grow_mutex;             // serialises Grow() across processes (robust)
+  uint64_t reserved1;           // 0
+};
+
+inline constexpr uint32_t kSharedBufferGrowable = 1u << 0;
+
+static_assert(sizeof(SharedBufferHeader) == 64, "the data starts at offset 64");
+static_assert(alignof(SharedBufferHeader) == 8);
+static_assert(offsetof(SharedBufferHeader, magic) == 0);
+static_assert(offsetof(SharedBufferHeader, version) == 8);
+static_assert(offsetof(SharedBufferHeader, flags) == 12);
+static_assert(offsetof(SharedBufferHeader, size) == 16);
+static_assert(offsetof(SharedBufferHeader, max_size) == 24);
+static_assert(offsetof(SharedBufferHeader, creator_pid) == 32);
+static_assert(offsetof(SharedBufferHeader, creator_start_tag) == 36);
+static_assert(offsetof(SharedBufferHeader, header_size) == 40);
+static_assert(offsetof(SharedBufferHeader, grow_mutex) == 48);
+static_assert(std::is_standard_layout_v<SharedBufferHeader>);
+static_assert(std::is_trivially_destructible_v<SharedBufferHeader>);
+static_assert(std::atomic<uint64_t>::is_always_lock_free,
+              "a lock-based atomic would not work across processes");
+
+// Checks a View request; returns the element count. Out of line, shared by
+// every View<T> instantiation.
+absl::StatusOr<size_t> CheckSharedBufferView(const std::byte* data, size_t size, size_t byte_offset,
+                                             size_t count, size_t elem_size, size_t elem_align);
+
+}  // namespace sync_internal
+
+// Options of SharedBuffer::CreateNamed.
+struct SharedBufferNamedOptions {
+  // Remove the name from /dev/shm when the creator's last handle goes away.
+  // Default true: a name outliving its creator is a leak unless someone
+  // planned to reopen it later; set false for that (and call Unlink()).
+  // Processes that opened the buffer keep using it either way.
+  bool unlink_on_close = true;
+  // 0: not growable (max_size() == size()). Otherwise the buffer is growable
+  // up to this many data bytes (>= size, <= kMaxSize).
+  size_t max_size = 0;
+  // Permission bits of the name (the umask is not applied).
+  mode_t mode = 0600;
+};
+
+// Options of SharedBuffer::OpenNamed.
+struct SharedBufferOpenOptions {
+  // How long to wait for a creator that is still initialising the buffer
+  // (file empty or magic 0) before giving up with Unavailable.
+  absl::Duration init_timeout = absl::Seconds(1);
+};
+
+class SharedBuffer {
+ public:
+  using NamedOptions = SharedBufferNamedOptions;
+  using OpenOptions = SharedBufferOpenOptions;
+
+  static constexpr uint64_t kMagic = 0x3142534652414857;  // "WHARFSB1", little-endian
+  static constexpr uint32_t kVersion = 1;
+  static constexpr size_t kHeaderSize = sizeof(sync_internal::SharedBufferHeader);
+  static constexpr size_t kMaxSize = size_t{1} << 46;
+  static constexpr size_t kMaxNameLength = 200;
+  static constexpr size_t npos = ~size_t{0};
+
+  // An empty handle: size() 0, data() nullptr; View and Grow fail with
+  // FailedPrecondition. Moved-from handles are empty too.
+  SharedBuffer() = default;
+  SharedBuffer(const SharedBuffer&) = default;
+  SharedBuffer& operator=(const SharedBuffer&) = default;
+  SharedBuffer(SharedBuffer&& other) noexcept;
+  SharedBuffer& operator=(SharedBuffer&& other) noexcept;
+  ~SharedBuffer() = default;
+
+  // --- Anonymous buffers (a memfd) -----------------------------------------
+
+  // A zero-filled buffer of `size` bytes (1..kMaxSize; else InvalidArgument).
+  // ResourceExhausted/Internal (with strerror) if memfd/ftruncate/mmap fail.
+  static absl::StatusOr<SharedBuffer> Create(size_t size);
+
+  // A growable buffer: `size` bytes now (0 allowed), up to `max_size`
+  // (1..kMaxSize, >= size; else InvalidArgument) through Grow().
+  static absl::StatusOr<SharedBuffer> CreateGrowable(size_t size, size_t max_size);
+
+  // Attaches to the buffer behind `fd` (from fd() of a buffer made in this or
+  // another process). The caller keeps ownership of `fd`: it is duplicated.
+  // Validates the header: InvalidArgument (not a SharedBuffer / bad fd),
+  // FailedPrecondition (other format version), DataLoss (truncated/corrupt),
+  // Unavailable (never initialised). Does not block.
+  static absl::StatusOr<SharedBuffer> FromFd(int fd);
+
+  // --- Named buffers (/dev/shm/NAME) ---------------------------------------
+
+  // Creates /dev/shm/`name` holding a zero-filled buffer of `size` bytes.
+  // Names: 1..kMaxNameLength chars, no '/' or NUL, not "." or ".." (else
+  // InvalidArgument). AlreadyExists if the name is taken; PermissionDenied,
+  // ResourceExhausted, Internal for system failures (the name is removed
+  // again on any failure after it was created).
+  static absl::StatusOr<SharedBuffer> CreateNamed(std::string_view name, size_t size,
+                                                  NamedOptions options = {});
+
+  // Opens a named buffer made by CreateNamed (in any process). NotFound if no
+  // such name. Blocks up to options.init_timeout while the creator is still
+  // initialising it, then Unavailable. Other header errors as FromFd.
+  static absl::StatusOr<SharedBuffer> OpenNamed(std::string_view name, OpenOptions options = {});
+
+  // Removes the name (existing mappings stay valid). NotFound if absent,
+  // PermissionDenied if not ours. Never blocks.
+  static absl::Status Unlink(std::string_view name);
+
+  // --- Access ----------------------------------------------------------------
+
+  // Current data size in bytes (grows with Grow(), from any handle/process).
+  size_t size() const {
+    return header_ == nullptr ? 0 : header_->size.load(std::memory_order_acquire);  // matches B
+  }
+  // Reserved data size: == size() unless growable.
+  size_t max_size() const { return header_ == nullptr ? 0 : header_->max_size; }
+  bool growable() const {
+    return header_ != nullptr && (header_->flags & sync_internal::kSharedBufferGrowable) != 0;
+  }
+
+  // The first data byte (64-byte aligned), or nullptr for an empty handle.
+  // Const handles give mutable bytes: the handle is shallow, like a pointer.
+  std::byte* data() const {
+    return header_ == nullptr ? nullptr : reinterpret_cast<std::byte*>(header_) + kHeaderSize;
+  }
+  std::span<std::byte> bytes() const { return {data(), size()}; }
+
+  // The bytes [byte_offset, byte_offset + count * sizeof(T)) as T's; with
+  // count == npos, as many whole T's as fit before size(). Never blocks.
+  // InvalidArgument if byte_offset is not a multiple of alignof(T);
+  // OutOfRange if the range does not fit in size() (overflow-safe);
+  // FailedPrecondition on an empty handle. T must be trivially copyable
+  // (std::atomic<T> is not: view plain integers and use wharf::atomics).
+  template <class T>
+  absl::StatusOr<std::span<T>> View(size_t byte_offset = 0, size_t count = npos) const {
+    static_assert(std::is_trivially_copyable_v<T>,
+                  "SharedBuffer::View<T> needs a trivially copyable T (no pointers "
+                  "into this process, no vtables: the bytes are shared)");
+    absl::StatusOr<size_t> n = sync_internal::CheckSharedBufferView(data(), size(), byte_offset,
+                                                                    count, sizeof(T), alignof(T));
+    if (!n.ok()) return n.status();
+    return std::span<T>(reinterpret_cast<T*>(data() + byte_offset), *n);
+  }
+
+  // Grows the buffer to `new_size` data bytes (JS grow()): new bytes are
+  // zero; the address does not move. Equal size is a no-op. Blocks only on a
+  // concurrent Grow (of any handle or process, serialised by a robust lock in
+  // the header). FailedPrecondition if not growable or empty; InvalidArgument
+  // if new_size < size(); OutOfRange if new_size > max_size();
+  // ResourceExhausted if /dev/shm or memory is full.
+  absl::Status Grow(size_t new_size);
+
+  // --- Identity --------------------------------------------------------------
+
+  // The memfd or shm fd, owned by the mapping (closed with the last handle).
+  // Pass it on (inheritance, SCM_RIGHTS) for FromFd; do not close it. -1 if empty.
+  int fd() const;
+  // The name for named buffers; empty for anonymous ones.
+  const std::string& name() const;
+  // The creator's pid and start-time tag, from the header (0 if empty).
+  uint32_t creator_pid() const { return header_ == nullptr ? 0 : header_->creator_pid; }
+  uint32_t creator_start_tag() const { return header_ == nullptr ? 0 : header_->creator_start_tag; }
+  // How many handles in this process share this mapping (0 if empty).
+  long use_count() const { return mapping_.use_count(); }
+  explicit operator bool() const { return header_ != nullptr; }
+
+ private:
+  struct Mapping;
+  explicit SharedBuffer(std::shared_ptr<Mapping> mapping);
+
+  static absl::StatusOr<SharedBuffer> Attach(int fd, std::string name, absl::Time deadline,
+                                             std::string_view what);
+
+  std::shared_ptr<Mapping> mapping_;
+  sync_internal::SharedBufferHeader* header_ = nullptr;  // == mapping_->base
+};
+
+}  // namespace wharf
+
+#endif  // WHARF_SYNC_SHARED_BUFFER_H_

@@ -46,6 +46,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/private_waiters.h"
 #include "wharf/sync/internal/spin.h"
 
 namespace wharf {
@@ -55,8 +56,9 @@ enum class WaitResult : uint8_t { kOk, kNotEqual, kTimedOut };
 struct WaitOptions {
   // Spin (watching the cell) this long before sleeping. Zero: JS semantics.
   absl::Duration spin = absl::ZeroDuration();
-  // kPrivate is slightly cheaper in the kernel, but only for cells no other
-  // process maps. Notify must use the same scope as the waiters.
+  // kPrivate: only for cells whose waiters and notifiers are all threads of
+  // this process. It lets Notify skip its syscall when nobody sleeps, and is
+  // slightly cheaper in the kernel. Notify must use the same scope.
   FutexScope scope = FutexScope::kShared;
 };
 
@@ -136,12 +138,24 @@ WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions optio
       if (absl::Now() >= spin_end) break;
     }
   }
+  // kPrivate: announce in the process's waiter table (A, matches B in Notify),
+  // then re-check, so that a Notify that saw no waiter cannot be missed.
+  std::atomic<uint32_t>* announced = nullptr;
+  if (options.scope == FutexScope::kPrivate) {
+    announced = &sync_internal::PrivateWaiters(&cell);
+    announced->fetch_add(1, std::memory_order_seq_cst);
+    if (ref.load(std::memory_order_seq_cst) != expected) {
+      announced->fetch_sub(1, std::memory_order_relaxed);
+      return WaitResult::kOk;  // the store raced the start of the wait
+    }
+  }
   FutexWaitResult r;
   if constexpr (sizeof(T) == 4) {
     r = FutexWait(&cell, static_cast<uint32_t>(expected), options.scope, deadline);
   } else {
     r = FutexWait64(&cell, static_cast<uint64_t>(expected), options.scope, deadline);
   }
+  if (announced != nullptr) announced->fetch_sub(1, std::memory_order_relaxed);
   // kNotEqual here means the cell changed between our check and the kernel's:
   // a store that raced with the start of the wait, normally followed by its
   // Notify, which we would miss if we slept again. It counts as woken.
@@ -157,10 +171,22 @@ WaitResult Wait(T& cell, T expected, absl::Duration timeout = absl::InfiniteDura
 }
 
 // Wakes up to `count` waiters on `cell` (all for INT_MAX; none for count <= 0)
-// and returns how many were woken. One syscall, even with no waiter: a raw
-// cell has no room to record waiters.
+// and returns how many were woken. `scope` must match the waiters'. Shared
+// scope (the default) makes one syscall even with no waiter: a raw cell has no
+// room to record waiters, and waiters may be in other processes. Private scope
+// skips the syscall when no thread of this process sleeps on the cell (see
+// internal/private_waiters.h) — the way to a sub-µs hand-off between threads.
 template <Cell T>
 int Notify(T& cell, int count = INT_MAX, FutexScope scope = FutexScope::kShared) {
+  if (scope == FutexScope::kPrivate) {
+    // B: matches A in WaitUntil. The fence orders the caller's store to the
+    // cell before the load of the waiter count.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (count <= 0 ||
+        sync_internal::PrivateWaiters(&cell).load(std::memory_order_seq_cst) == 0) {
+      return 0;
+    }
+  }
   if constexpr (sizeof(T) == 4) {
     return FutexWake(&cell, count, scope);
   } else {

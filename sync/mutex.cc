@@ -36,12 +36,12 @@ constexpr absl::Duration kMaxCheckPeriod = absl::Milliseconds(128);
 
 }  // namespace
 
-LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline) {
+LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int spins) {
   if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
   if (OwnerOf(seen) == me) MisuseFatal("lock() by the thread that already holds it (Wharf mutexes are not recursive)", seen, me);
 
   // Phase 1: bounded read-only spin, for an owner running on another CPU.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+  for (int i = 0; i < spins; ++i) {
     sync_internal::CpuRelax();
     seen = word_.load(std::memory_order_relaxed);
     if (seen == 0 && word_.compare_exchange_weak(seen, me, std::memory_order_acquire,

@@ -25,6 +25,14 @@ inline void CpuRelax() {
 // Pauses a lock spins (read-only) before announcing itself and sleeping.
 inline constexpr int kLockSpins = 100;
 
+// Mutex's spin is shorter. Measured on the 2-core AMD EPYC VM with
+// //bench:mutex_bench (2 threads hammering a tiny critical section; ratio to
+// std::mutex, which does not spin): 100 pauses -> 1.94x, 30 -> 1.12x,
+// 10 -> 0.97x, 0 -> 0.86x. A long spin keeps the waiter stealing the lock's
+// cache line, so the lock changes CPUs 2-7x more often. 10 pauses (~0.3 us)
+// still catch an owner that is just leaving its critical section.
+inline constexpr int kMutexSpins = 10;
+
 }  // namespace wharf::sync_internal
 
 #endif  // WHARF_SYNC_INTERNAL_SPIN_H_

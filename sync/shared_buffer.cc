@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/thread_identity.h"
 
 namespace wharf {
@@ -29,17 +30,7 @@ using sync_internal::SharedBufferHeader;
 
 namespace {
 
-// This Abseil is built with its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW
-// is 0), and absl::StrCat does not take a std::string_view: Cat converts.
-inline absl::string_view Arg(std::string_view s) { return {s.data(), s.size()}; }
-template <class T>
-const T& Arg(const T& x) {
-  return x;
-}
-template <class... Args>
-std::string Cat(const Args&... args) {
-  return absl::StrCat(Arg(args)...);
-}
+using sync_internal::Cat;
 
 // Closes an fd on scope exit unless released.
 class FdGuard {
@@ -95,7 +86,7 @@ absl::Status ValidateName(std::string_view name) {
   }
   if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        Cat("SharedBuffer name '", absl::CHexEscape(Arg(name)),
+        Cat("SharedBuffer name '", absl::CHexEscape(sync_internal::CatArg(name)),
             "' contains '/' or NUL; use a plain name such as 'myapp_jobs'"));
   }
   if (name == "." || name == "..") {

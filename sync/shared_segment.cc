@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/thread_identity.h"
 
 namespace wharf {
@@ -27,17 +28,7 @@ namespace bip = boost::interprocess;
 
 namespace {
 
-// This Abseil is built with its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW
-// is 0), and absl::StrCat does not take a std::string_view: Cat converts.
-inline absl::string_view Arg(std::string_view s) { return {s.data(), s.size()}; }
-template <class T>
-const T& Arg(const T& x) {
-  return x;
-}
-template <class... Args>
-std::string Cat(const Args&... args) {
-  return absl::StrCat(Arg(args)...);
-}
+using sync_internal::Cat;
 
 // Wharf's record inside every segment, a named object constructed by the
 // creator. It lives in shared memory: plain data, fixed-width fields. Open
@@ -80,7 +71,7 @@ absl::Status ValidateName(std::string_view name) {
   }
   if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError(
-        Cat("SharedSegment name '", absl::CHexEscape(Arg(name)),
+        Cat("SharedSegment name '", absl::CHexEscape(sync_internal::CatArg(name)),
             "' contains '/' or NUL; use a plain name such as 'myapp_jobs'"));
   }
   if (name == "." || name == "..") {
@@ -388,7 +379,7 @@ absl::Status SharedSegment::CheckObjectName(std::string_view object_name) const 
   }
   if (object_name.find('\0') != std::string_view::npos) {
     return absl::InvalidArgumentError(Cat("SharedSegment '", name_, "': object name '",
-                                          absl::CHexEscape(Arg(object_name)), "' contains NUL"));
+                                          absl::CHexEscape(sync_internal::CatArg(object_name)), "' contains NUL"));
   }
   if (object_name.substr(0, kReservedPrefix.size()) == kReservedPrefix) {
     return absl::InvalidArgumentError(Cat("SharedSegment '", name_, "': object name '", object_name,

@@ -25,13 +25,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 TEST(BarrierTest, SingleParticipantIsAlwaysSerial) {
   Barrier barrier(1);
   for (uint32_t p = 0; p < 5; ++p) {
@@ -199,7 +192,7 @@ TEST(BarrierProcessTest, PhasesAcrossProcesses) {
   Watchdog dog("PhasesAcrossProcesses", absl::Seconds(60));
   constexpr int kChildren = 2;
   constexpr int kPhases = 300;
-  const std::string name = ShmName("barrier");
+  const std::string name = UniqueName("barrier");
   auto buffer = SharedBuffer::CreateNamed(name, 4096);
   ASSERT_TRUE(buffer.ok()) << buffer.status();
   auto* s = new (buffer->data()) BarrierShared{Barrier(kChildren + 1), 0, 0};

@@ -30,13 +30,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 TEST(CondVarTest, SignalWithNoWaitersIsANoOp) {
   CondVar cv;
   cv.Signal();
@@ -351,7 +344,7 @@ static_assert(sizeof(CondVarShared) == 32);
 TEST(CondVarProcessTest, PingPongAcrossProcesses) {
   Watchdog dog("PingPongAcrossProcesses", absl::Seconds(60));
   constexpr int kRounds = 5000;
-  const std::string name = ShmName("cond_var");
+  const std::string name = UniqueName("cond_var");
   auto buffer = SharedBuffer::CreateNamed(name, 4096);
   ASSERT_TRUE(buffer.ok()) << buffer.status();
   auto* s = new (buffer->data()) CondVarShared{};

@@ -27,13 +27,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 TEST(LatchTest, ZeroIsOpen) {
   Latch latch(0);
   EXPECT_TRUE(latch.try_wait());
@@ -177,7 +170,7 @@ static_assert(sizeof(EventShared) == 16);
 TEST(LatchProcessTest, ParentWaitsForChildren) {
   Watchdog dog("ParentWaitsForChildren", absl::Seconds(60));
   constexpr int kChildren = 4;
-  const std::string name = ShmName("latch");
+  const std::string name = UniqueName("latch");
   auto buffer = SharedBuffer::CreateNamed(name, 4096);
   ASSERT_TRUE(buffer.ok()) << buffer.status();
   auto* s = new (buffer->data()) EventShared{Latch(kChildren), Notification(), 0, 0};

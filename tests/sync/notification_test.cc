@@ -26,13 +26,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 TEST(NotificationTest, StartsUnnotified) {
   Notification n;
   EXPECT_FALSE(n.HasBeenNotified());
@@ -168,7 +161,7 @@ static_assert(sizeof(EventShared) == 16);
 TEST(NotificationProcessTest, ChildrenSeeNotifyAndPayload) {
   Watchdog dog("ChildrenSeeNotifyAndPayload", absl::Seconds(60));
   constexpr int kChildren = 3;
-  const std::string name = ShmName("notification");
+  const std::string name = UniqueName("notification");
   auto buffer = SharedBuffer::CreateNamed(name, 4096);
   ASSERT_TRUE(buffer.ok()) << buffer.status();
   auto* s = new (buffer->data()) EventShared{Latch(kChildren), Notification(), 0, 0};

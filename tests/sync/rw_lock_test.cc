@@ -33,13 +33,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 bool WriterBitSet(const RwLock& lock) { return (lock.RawStateForTesting() & RwLock::kWriter) != 0; }
 
 // Waits until `pred` holds (a hang is caught by the test's watchdog).
@@ -433,7 +426,7 @@ static_assert(sizeof(RwLockShared) == 48);
 class RwLockProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    name_ = ShmName("rw_lock");
+    name_ = UniqueName("rw_lock");
     auto buffer = SharedBuffer::CreateNamed(name_, 4096);
     ASSERT_TRUE(buffer.ok()) << buffer.status();
     buffer_ = *std::move(buffer);

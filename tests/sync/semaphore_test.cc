@@ -27,13 +27,6 @@ using testing::Subprocess;
 using testing::UniqueName;
 using testing::Watchdog;
 
-// UniqueName() carries the pid, but Bazel's sandbox runs every test in its
-// own PID namespace (the same small pid each time) over one shared /dev/shm:
-// concurrent runs would collide. A random suffix keeps names apart.
-std::string ShmName(const char* what) {
-  return UniqueName(what) + "_" + std::to_string(std::random_device{}());
-}
-
 TEST(SemaphoreTest, CountsPermits) {
   Semaphore sem(2, 5);
   EXPECT_EQ(sem.Value(), 2u);
@@ -257,7 +250,7 @@ static_assert(sizeof(SemaphoreShared) == 64);
 class SemaphoreProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    name_ = ShmName("semaphore");
+    name_ = UniqueName("semaphore");
     auto buffer = SharedBuffer::CreateNamed(name_, 4096);
     ASSERT_TRUE(buffer.ok()) << buffer.status();
     buffer_ = *std::move(buffer);

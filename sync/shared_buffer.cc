@@ -1,5 +1,6 @@
 #include "wharf/sync/shared_buffer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <thread>
@@ -195,10 +197,12 @@ absl::StatusOr<std::byte*> MapShared(int fd, size_t length, std::string_view wha
 }
 
 // Writes the header of a fresh mapping; magic last (A).
-void InitHeader(std::byte* base, size_t size, size_t max_size, bool growable) {
+void InitHeader(std::byte* base, size_t size, size_t max_size, bool growable,
+                bool creator_owns_name = false) {
   auto* h = new (base) SharedBufferHeader{};  // the file is zero already
   h->version = SharedBuffer::kVersion;
-  h->flags = growable ? sync_internal::kSharedBufferGrowable : 0;
+  h->flags = (growable ? sync_internal::kSharedBufferGrowable : 0) |
+             (creator_owns_name ? sync_internal::kSharedBufferCreatorOwnsName : 0);
   h->size.store(size, std::memory_order_relaxed);
   h->max_size = max_size;
   const pid_t pid = ::getpid();
@@ -310,7 +314,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
   m->unlink_on_close = options.unlink_on_close;
   m->dev = st.st_dev;
   m->ino = st.st_ino;
-  InitHeader(m->base, size, max_size, growable);
+  InitHeader(m->base, size, max_size, growable, options.unlink_on_close);
   return SharedBuffer(std::move(m));
 }
 
@@ -416,7 +420,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
               kVersion, ": every process sharing it must use the same Wharf format"));
     }
     const bool growable = (flags & sync_internal::kSharedBufferGrowable) != 0;
-    if (header_size != kHeaderSize || (flags & ~sync_internal::kSharedBufferGrowable) != 0 ||
+    if (header_size != kHeaderSize || (flags & ~sync_internal::kSharedBufferKnownFlags) != 0 ||
         max_size > kMaxSize || size > max_size || (!growable && size != max_size) ||
         (!growable && size == 0)) {
       return absl::DataLossError(Cat(what, " has a corrupt SharedBuffer header (header_size ",
@@ -452,6 +456,55 @@ absl::Status SharedBuffer::Unlink(std::string_view name) {
     return absl::NotFoundError(Cat("SharedBuffer::Unlink: no shared memory named '", name, "'"));
   }
   return SysError(Cat("SharedBuffer::Unlink('", name, "')"), err);
+}
+
+absl::StatusOr<int> SharedBuffer::ReapOrphans(std::string_view prefix) {
+  if (prefix.empty()) {
+    return absl::InvalidArgumentError(
+        "SharedBuffer::ReapOrphans: the prefix must not be empty (it would scan every "
+        "shared-memory object of the machine)");
+  }
+  if (absl::Status s = ValidateName(prefix); !s.ok()) return s;
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return SysError("SharedBuffer::ReapOrphans: opendir(/dev/shm)", errno);
+  int reaped = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string_view name(entry->d_name);
+    if (name.substr(0, prefix.size()) != prefix) continue;
+    const std::string path = Cat("/dev/shm/", name);
+    FdGuard fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (fd.get() < 0) continue;  // gone already, or not ours to read
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<size_t>(st.st_size) < kHeaderSize) {
+      continue;
+    }
+    // The fields the reaper needs, read as bytes (the header's layout is
+    // pinned by static_asserts).
+    unsigned char raw[kHeaderSize];
+    if (::pread(fd.get(), raw, sizeof(raw), 0) != static_cast<ssize_t>(sizeof(raw))) continue;
+    uint64_t magic;
+    uint32_t flags, creator_pid, creator_tag;
+    std::memcpy(&magic, raw + offsetof(SharedBufferHeader, magic), sizeof(magic));
+    std::memcpy(&flags, raw + offsetof(SharedBufferHeader, flags), sizeof(flags));
+    std::memcpy(&creator_pid, raw + offsetof(SharedBufferHeader, creator_pid), sizeof(creator_pid));
+    std::memcpy(&creator_tag, raw + offsetof(SharedBufferHeader, creator_start_tag),
+                sizeof(creator_tag));
+    if (magic != kMagic || (flags & sync_internal::kSharedBufferCreatorOwnsName) == 0 ||
+        creator_pid == 0) {
+      continue;
+    }
+    const uint64_t creator = (uint64_t{creator_tag} << 32) | creator_pid;
+    if (sync_internal::CheckOwner(creator) != sync_internal::OwnerState::kDead) continue;
+    // Remove only the object we inspected, not one that took its name since.
+    struct stat now;
+    if (::stat(path.c_str(), &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+      continue;
+    }
+    if (::shm_unlink(ShmPath(name).c_str()) == 0) ++reaped;
+  }
+  ::closedir(dir);
+  return reaped;
 }
 
 absl::Status SharedBuffer::Grow(size_t new_size) {

@@ -67,8 +67,8 @@
 // failures Internal with strerror.
 //
 // Limits: a named buffer whose creator is SIGKILLed stays in /dev/shm until
-// someone calls Unlink (the header records the creator's pid and start time
-// for a reaper). Buffers are at most kMaxSize (64 TiB) bytes. All processes
+// someone calls Unlink or ReapOrphans (the header records the creator's pid
+// and start time for it). Buffers are at most kMaxSize (64 TiB) bytes. All processes
 // must run the same SharedBuffer format version.
 
 #ifndef WHARF_SYNC_SHARED_BUFFER_H_
@@ -120,6 +120,11 @@ struct SharedBufferHeader {
 };
 
 inline constexpr uint32_t kSharedBufferGrowable = 1u << 0;
+// The name belongs to its creator (NamedOptions::unlink_on_close): once the
+// creator is dead, SharedBuffer::ReapOrphans may remove it.
+inline constexpr uint32_t kSharedBufferCreatorOwnsName = 1u << 1;
+inline constexpr uint32_t kSharedBufferKnownFlags =
+    kSharedBufferGrowable | kSharedBufferCreatorOwnsName;
 
 static_assert(sizeof(SharedBufferHeader) == 64, "the data starts at offset 64");
 static_assert(alignof(SharedBufferHeader) == 8);
@@ -221,6 +226,18 @@ class SharedBuffer {
   // Removes the name (existing mappings stay valid). NotFound if absent,
   // PermissionDenied if not ours. Never blocks.
   static absl::Status Unlink(std::string_view name);
+
+  // The reaper: removes every /dev/shm name starting with `prefix` that holds
+  // a SharedBuffer whose creator process is dead and whose name belonged to
+  // it (created with unlink_on_close, the default) — what a creator killed by
+  // SIGKILL leaves behind. Liveness is the creator's pid plus its start time
+  // from the header, so a reused pid does not keep a leftover alive. Files
+  // that are not SharedBuffers, still initialising, made with
+  // unlink_on_close = false, or whose creator lives are left alone; processes
+  // that still map a reaped buffer keep it (as with unlink(2)). Returns how
+  // many names were removed. InvalidArgument for an empty or invalid prefix.
+  // Blocks on filesystem reads only (one open + 64-byte read per candidate).
+  static absl::StatusOr<int> ReapOrphans(std::string_view prefix);
 
   // --- Access ----------------------------------------------------------------
 

@@ -124,6 +124,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s [WORKERS>=1] [ITERATIONS>=1]\n", argv[0]);
     return 2;
   }
+  // Remove what earlier runs left behind if they were killed (their creator
+  // is dead, so the name is an orphan).
+  if (auto reaped = wharf::SharedBuffer::ReapOrphans("wharf_shared_counter_");
+      reaped.ok() && *reaped > 0) {
+    std::printf("reaped %d buffer(s) left by killed earlier runs\n", *reaped);
+  }
   const std::string name = absl::StrCat("wharf_shared_counter_", ::getpid());
   auto buffer = wharf::SharedBuffer::CreateNamed(name, sizeof(Counters));
   if (!buffer.ok()) {

@@ -119,3 +119,19 @@ WHARF_HELPER_COMMAND(shared_segment_increment) {
 }
 
 }  // namespace wharf::testing
+
+namespace wharf::testing {
+
+// shared_buffer_create_and_hang NAME OWNS_NAME: creates a named buffer
+// (unlink_on_close = OWNS_NAME == "1") and hangs until killed, leaving the
+// name behind as a SIGKILLed creator does.
+WHARF_HELPER_COMMAND(shared_buffer_create_and_hang) {
+  if (args.size() != 2) return 5;
+  SharedBuffer::NamedOptions options;
+  options.unlink_on_close = args[1] == "1";
+  auto buffer = SharedBuffer::CreateNamed(args[0], 4096, options);
+  if (!buffer.ok()) return Fail(buffer.status());
+  for (;;) ::pause();
+}
+
+}  // namespace wharf::testing

@@ -856,6 +856,52 @@ TEST(SharedBufferTest, GrowRecoversFromAGrowerKilledMidway) {
 }
 
 // Runs last (tests run in file order): every test above removed its names.
+// A creator SIGKILLed before its last handle went away leaves its name; the
+// reaper removes it, and nothing else: not a live creator's buffer, not a
+// name created with unlink_on_close = false, not a foreign file.
+TEST(SharedBufferTest, ReapOrphansRemovesOnlyDeadCreatorsOwnedNames) {
+  Watchdog dog("ReapOrphans", absl::Seconds(60));
+  const std::string prefix = NewName() + "_reap_";
+  const std::string orphan = prefix + "orphan", kept = prefix + "kept",
+                    live = prefix + "live", foreign = prefix + "foreign";
+  ShmCleanup c1{orphan}, c2{kept}, c3{live}, c4{foreign};
+  auto spawn_creator = [&](const std::string& name, const char* owns) {
+    auto child = Subprocess::Spawn(HelperPath("tests/sync/sync_process_helper"),
+                                   {"shared_buffer_create_and_hang", name, owns});
+    EXPECT_TRUE(child.ok()) << child.status();
+    // The buffer is ready once it opens.
+    while (!SharedBuffer::OpenNamed(name).ok()) std::this_thread::yield();
+    child->Kill();
+    auto code = child->Wait(absl::Seconds(10));
+    EXPECT_TRUE(code.ok());
+  };
+  spawn_creator(orphan, "1");
+  spawn_creator(kept, "0");
+  auto mine = SharedBuffer::CreateNamed(live, 64);
+  ASSERT_OK(mine.status());
+  {
+    const int fd = ::shm_open(("/" + foreign).c_str(), O_CREAT | O_RDWR, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 4096), 0);
+    ::close(fd);
+  }
+  ASSERT_TRUE(ShmExists(orphan));
+
+  auto reaped = SharedBuffer::ReapOrphans(prefix);
+  ASSERT_OK(reaped.status());
+  EXPECT_EQ(*reaped, 1);
+  EXPECT_FALSE(ShmExists(orphan));
+  EXPECT_TRUE(ShmExists(kept));
+  EXPECT_TRUE(ShmExists(live));
+  EXPECT_TRUE(ShmExists(foreign));
+  EXPECT_EQ(SharedBuffer::OpenNamed(orphan).status().code(), absl::StatusCode::kNotFound);
+  // Nothing left to reap; the prefix must be usable.
+  EXPECT_EQ(SharedBuffer::ReapOrphans(prefix).value_or(-1), 0);
+  EXPECT_CODE(SharedBuffer::ReapOrphans("").status(), kInvalidArgument);
+  EXPECT_CODE(SharedBuffer::ReapOrphans("a/b").status(), kInvalidArgument);
+  ASSERT_OK(SharedBuffer::Unlink(kept));
+}
+
 TEST(SharedBufferTest, ZzNoShmEntriesLeftBehind) {
   const std::string mine = "wharf_test_" + Tag() + "_" + std::to_string(::getpid()) + "_";
   DIR* dir = ::opendir("/dev/shm");

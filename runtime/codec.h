@@ -1,0 +1,121 @@
+// The Value codec: Wharf's compact, versioned binary encoding of a Value —
+// the wire format of cross-process messages — and its validating decoder.
+//
+//   wharf::TransferTable table;
+//   std::string wire = wharf::EncodeValue(msg, &table).value();  // Buffers -> table
+//   ...                                      // bytes + table cross to the peer
+//   wharf::Value copy = wharf::DecodeValue(wire, &table).value();
+//
+// Format (version 1; all integers little-endian, varints are unsigned LEB128,
+// minimal length, at most 10 bytes):
+//
+//   message := 'W' 'V' version:u8 value            (nothing may follow)
+//   value   := 0x00                                 null
+//            | 0x01 | 0x02                          false | true
+//            | 0x03 zigzag:varint                   int64
+//            | 0x04 bits:u64                        double (IEEE-754 bits)
+//            | 0x05 len:varint utf8[len]            string
+//            | 0x06 len:varint byte[len]            bytes
+//            | 0x07 count:varint value[count]       array
+//            | 0x08 count:varint (len:varint utf8[len] value)[count]   map
+//            | 0x09 len:varint byte[len]            Buffer, copied inline
+//            | 0x0a index:varint                    Buffer #index of the TransferTable
+//            | 0x0b index:varint                    SharedBuffer #index of the TransferTable
+//   (0x0c is reserved for MessagePort, added with message ports.)
+//
+// The encoding is canonical: one Value has one encoding (given the table).
+//
+// Out-of-band items: with a TransferTable, every Buffer is *moved* into
+// table->buffers (the Value's Buffer is left detached, as a transferred
+// ArrayBuffer is) and the message carries its index; every SharedBuffer
+// handle is copied into table->shared_buffers (one entry per mapping). The
+// transport carries the table beside the bytes (in-process: as is; across
+// processes: the Buffers in a shared segment, the SharedBuffers as fds), so
+// big payloads are never copied into the message. Without a table, Buffers
+// are copied inline and a SharedBuffer cannot be encoded (it needs a table).
+//
+// Decoding validates everything and returns a status, never crashes or reads
+// out of bounds: InvalidArgument for malformed content (bad magic, unknown
+// tag, invalid UTF-8, non-canonical varint, duplicate map key, trailing
+// bytes, a transfer index used twice or without a table), DataLoss for
+// truncated input (a length or count larger than the bytes left — checked
+// before anything is allocated), FailedPrecondition for another format
+// version, ResourceExhausted for nesting deeper than kMaxDepth, OutOfRange
+// for a transfer index past the table's end. Messages name the byte offset.
+// Memory use is bounded by a small multiple of the input size (at most one
+// Value, 48 bytes, per input byte, plus the decoded strings and bytes).
+//
+// Thread-safety: the functions are reentrant; a TransferTable is a plain
+// value used by one thread at a time.
+
+#ifndef WHARF_RUNTIME_CODEC_H_
+#define WHARF_RUNTIME_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "wharf/runtime/buffer.h"
+#include "wharf/runtime/value.h"
+#include "wharf/sync/shared_buffer.h"
+
+namespace wharf {
+
+// Out-of-band items of one encoded message: EncodeValue appends to it,
+// DecodeValue takes from it by index.
+struct TransferTable {
+  std::vector<Buffer> buffers;
+  std::vector<SharedBuffer> shared_buffers;
+};
+
+struct ValueCodec {
+  static constexpr uint8_t kMagic0 = 'W';
+  static constexpr uint8_t kMagic1 = 'V';
+  static constexpr uint8_t kVersion = 1;
+  // Arrays and maps nested deeper than this are refused (encode and decode).
+  static constexpr int kMaxDepth = 128;
+
+  enum Tag : uint8_t {
+    kNull = 0x00,
+    kFalse = 0x01,
+    kTrue = 0x02,
+    kInt = 0x03,
+    kDouble = 0x04,
+    kString = 0x05,
+    kBytes = 0x06,
+    kArray = 0x07,
+    kMap = 0x08,
+    kBufferInline = 0x09,
+    kBufferTransferred = 0x0a,
+    kSharedBuffer = 0x0b,
+    // MessagePort: added with message ports (0x0c).
+  };
+};
+
+// Encodes `value` without a table: Buffers are copied inline, `value` is not
+// changed. InvalidArgument for a string or key that is not valid UTF-8, a
+// SharedBuffer (needs a TransferTable), or nesting deeper than kMaxDepth;
+// FailedPrecondition for a detached Buffer. Never blocks.
+absl::StatusOr<std::string> EncodeValue(const Value& value);
+
+// Encodes `value`, moving its Buffers into `table` (indexes continue after
+// the table's existing entries) and copying its SharedBuffer handles there.
+// All or nothing: on any error (as above) neither `value` nor `table`
+// changes. With table == nullptr, the same as EncodeValue(value).
+absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table);
+
+// Decodes a message made by EncodeValue. Transferred items are taken from
+// `table` (Buffers moved out, left detached; SharedBuffer handles copied);
+// table may be nullptr when the message has none. Errors as in the header
+// comment. On failure the table's Buffers that were already taken are lost
+// with the partial value: the transport drops such a message (messageerror).
+absl::StatusOr<Value> DecodeValue(std::span<const std::byte> bytes, TransferTable* table = nullptr);
+absl::StatusOr<Value> DecodeValue(std::string_view bytes, TransferTable* table = nullptr);
+
+}  // namespace wharf
+
+#endif  // WHARF_RUNTIME_CODEC_H_

@@ -1,0 +1,370 @@
+// Future<T> / Promise<T>: a one-shot result handed from one thread to another —
+// what Worker::Terminate, WaitAsync and the pool return.
+//
+//   wharf::Promise<int> p;
+//   wharf::Future<int> f = p.GetFuture();
+//   std::thread t([p = std::move(p)]() mutable { (void)p.SetValue(42); });
+//   absl::StatusOr<int> r = f.Get();  // blocks; 42
+//
+// A Future<T> holds an absl::StatusOr<T> (Future<void>: an absl::Status): the
+// producer calls SetValue or SetError once. A Promise destroyed without
+// either completes its future with kAborted "promise destroyed without a
+// value" (a broken promise never hangs a waiter). Setting twice returns
+// FailedPrecondition and changes nothing.
+//
+// A Future is move-only and has one consumer: either read it with
+// Get()/WaitFor()/IsReady() (any number of times), or hand it on with one of
+// the consuming calls — Then(loop, fn), OnReady(fn), WhenAll, WhenAny — after
+// which it is empty (valid() == false).
+//
+// Thread-safety: a Promise and its Future may be used concurrently from
+// different threads; one Future (or Promise) object from one thread at a time.
+// Memory ordering: everything the producer did before SetValue/SetError is
+// visible to the consumer after Get()/a ready WaitFor()/IsReady() returns, and
+// inside Then/OnReady continuations.
+//
+// Cost: a shared state allocation per promise; completion with nobody
+// blocked is a lock, a store and one atomic RMW (wharf::Notification, no
+// syscall); a blocked Get() sleeps on the Notification's futex.
+
+#ifndef WHARF_RUNTIME_FUTURE_H_
+#define WHARF_RUNTIME_FUTURE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "wharf/runtime/event_loop.h"
+#include "wharf/sync/mutex.h"
+#include "wharf/sync/notification.h"
+
+namespace wharf {
+
+template <class T>
+class Future;
+template <class T>
+class Promise;
+
+namespace future_internal {
+
+template <class T>
+struct ResultOf {
+  using type = absl::StatusOr<T>;
+};
+template <>
+struct ResultOf<void> {
+  using type = absl::Status;
+};
+
+}  // namespace future_internal
+
+// What a Future<T> carries: absl::StatusOr<T>, or absl::Status for T = void.
+template <class T>
+using FutureResult = typename future_internal::ResultOf<T>::type;
+
+namespace future_internal {
+
+template <class T>
+class State {
+ public:
+  using Result = FutureResult<T>;
+  using Continuation = absl::AnyInvocable<void(Result&&)>;
+
+  // Stores the result once; runs the continuation (if any) on this thread.
+  absl::Status Set(Result result) {
+    Continuation cont;
+    {
+      std::lock_guard<Mutex> lock(mu_);
+      if (result_.has_value()) {
+        return absl::FailedPreconditionError("promise already satisfied");
+      }
+      result_.emplace(std::move(result));
+      cont = std::move(cont_);
+    }
+    if (cont) {
+      cont(std::move(*result_));  // the future was consumed: we own result_
+    } else {
+      ready_.Notify();  // release: publishes result_ to Get()
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs `cont` with the result now (ready) or when Set is called.
+  void Subscribe(Continuation cont) {
+    {
+      std::lock_guard<Mutex> lock(mu_);
+      if (!result_.has_value()) {
+        cont_ = std::move(cont);
+        return;
+      }
+    }
+    cont(std::move(*result_));
+  }
+
+  bool Satisfied() {
+    std::lock_guard<Mutex> lock(mu_);
+    return result_.has_value();
+  }
+  bool IsReady() const { return ready_.HasBeenNotified(); }
+  bool WaitUntil(absl::Time deadline) const {
+    return ready_.WaitForNotificationWithDeadline(deadline);
+  }
+  const Result& Get() const {
+    ready_.WaitForNotification();
+    return *result_;
+  }
+  bool TakeFutureOnce() { return !future_taken_.exchange(true); }
+
+ private:
+  Mutex mu_;
+  std::optional<Result> result_;  // guarded by mu_ until ready_
+  Continuation cont_;             // guarded by mu_
+  Notification ready_;
+  std::atomic<bool> future_taken_{false};
+};
+
+// Future<U> for a continuation returning R: StatusOr<V> -> V, Status -> void.
+template <class R>
+struct Unwrap {
+  using type = R;
+};
+template <class V>
+struct Unwrap<absl::StatusOr<V>> {
+  using type = V;
+};
+template <>
+struct Unwrap<absl::Status> {
+  using type = void;
+};
+
+}  // namespace future_internal
+
+template <class T>
+class Promise {
+ public:
+  using Result = FutureResult<T>;
+
+  Promise() : state_(std::make_shared<future_internal::State<T>>()) {}
+  Promise(Promise&&) noexcept = default;
+  Promise& operator=(Promise&& other) noexcept {
+    if (this != &other) {
+      Abandon();
+      state_ = std::move(other.state_);
+    }
+    return *this;
+  }
+  // Breaks the promise if unset: the future gets kAborted.
+  ~Promise() { Abandon(); }
+
+  // The future of this promise. Call once; a second call returns a future
+  // already holding FailedPrecondition.
+  Future<T> GetFuture() {
+    if (state_ == nullptr || !state_->TakeFutureOnce()) {
+      return Future<T>::Ready(Result(absl::FailedPreconditionError(
+          "Promise::GetFuture called twice (or on a moved-from promise)")));
+    }
+    return Future<T>(state_);
+  }
+
+  // Completes the future. Never blocks (a continuation subscribed with
+  // OnReady runs here). FailedPrecondition if already set or moved from.
+  template <class U = T>
+  requires(!std::is_void_v<U>) absl::Status SetValue(std::type_identity_t<U> value) {
+    return Set(Result(std::move(value)));
+  }
+  absl::Status SetValue() requires std::is_void_v<T> { return Set(absl::OkStatus()); }
+  // Completes the future with an error; `status` must not be OK (an OK
+  // status is turned into kInternal). FailedPrecondition if already set.
+  absl::Status SetError(absl::Status status) {
+    if (status.ok()) status = absl::InternalError("Promise::SetError called with OK");
+    return Set(Result(std::move(status)));
+  }
+  // Completes with a Result (value or error) as is.
+  absl::Status SetResult(Result result) { return Set(std::move(result)); }
+
+ private:
+  absl::Status Set(Result r) {
+    if (state_ == nullptr) return absl::FailedPreconditionError("moved-from promise");
+    return state_->Set(std::move(r));
+  }
+  void Abandon() {
+    if (state_ != nullptr && !state_->Satisfied()) {
+      (void)state_->Set(Result(absl::AbortedError("promise destroyed without a value")));
+    }
+    state_.reset();
+  }
+
+  std::shared_ptr<future_internal::State<T>> state_;
+};
+
+template <class T>
+class Future {
+ public:
+  using Result = FutureResult<T>;
+  using value_type = T;
+
+  Future() = default;  // empty: valid() is false
+  Future(Future&&) noexcept = default;
+  Future& operator=(Future&&) noexcept = default;
+
+  // A future that is ready at once.
+  static Future Ready(Result result) {
+    Promise<T> p;
+    Future f = p.GetFuture();
+    (void)p.SetResult(std::move(result));
+    return f;
+  }
+
+  // Whether this object refers to a shared state (not empty or consumed).
+  bool valid() const { return state_ != nullptr; }
+
+  // Whether the result is available. Never blocks. False on an empty future.
+  bool IsReady() const { return state_ != nullptr && state_->IsReady(); }
+
+  // Blocks until ready. The reference lives as long as this Future. On an
+  // empty future: returns a FailedPrecondition result.
+  const Result& Get() const {
+    if (state_ == nullptr) {
+      static const Result* const kEmpty =
+          new Result(absl::FailedPreconditionError("Get on an empty (consumed) future"));
+      return *kEmpty;
+    }
+    return state_->Get();
+  }
+
+  // Block until ready or the timeout/deadline; return IsReady().
+  bool WaitFor(absl::Duration timeout) const { return WaitUntil(absl::Now() + timeout); }
+  bool WaitUntil(absl::Time deadline) const {
+    return state_ != nullptr && state_->WaitUntil(deadline);
+  }
+
+  // Consumes the future: `fn(Result&&)` runs on the thread that completes the
+  // promise (or here, now, if already complete). Keep it short and
+  // non-blocking; it is the building block of Then/WhenAll/WhenAny.
+  void OnReady(absl::AnyInvocable<void(Result&&)> fn) && {
+    auto state = std::move(state_);
+    if (state == nullptr) {
+      fn(Result(absl::FailedPreconditionError("OnReady on an empty future")));
+      return;
+    }
+    state->Subscribe(std::move(fn));
+  }
+
+  // Consumes the future: when it is ready, runs `fn(Result&&)` on `loop`'s
+  // thread (posted; never inline) and completes the returned future with its
+  // return value (R = StatusOr<V> -> Future<V>; Status or void -> Future<void>;
+  // any other R -> Future<R>). The pending callback refs `loop`, so Run()
+  // waits for it. An exception from `fn` completes the returned future with
+  // kUnknown (its what()) and then goes to the loop's uncaught-exception
+  // handler.
+  template <class F, class R = std::invoke_result_t<F, Result&&>,
+            class U = typename future_internal::Unwrap<R>::type>
+  Future<U> Then(EventLoop& loop, F fn) && {
+    Promise<U> promise;
+    Future<U> out = promise.GetFuture();
+    std::move(*this).OnReady([&loop, ref = loop.MakeRef(), fn = std::move(fn),
+                              promise = std::move(promise)](Result&& result) mutable {
+      loop.Post([ref = std::move(ref), fn = std::move(fn), promise = std::move(promise),
+                 result = std::move(result)]() mutable {
+        try {
+          if constexpr (std::is_void_v<R>) {
+            fn(std::move(result));
+            (void)promise.SetValue();
+          } else if constexpr (std::is_same_v<R, absl::Status>) {
+            absl::Status s = fn(std::move(result));
+            (void)(s.ok() ? promise.SetValue() : promise.SetError(std::move(s)));
+          } else {
+            (void)promise.SetResult(FutureResult<U>(fn(std::move(result))));
+          }
+        } catch (const std::exception& e) {
+          (void)promise.SetError(absl::UnknownError(e.what()));
+          throw;
+        } catch (...) {
+          (void)promise.SetError(absl::UnknownError("non-standard exception"));
+          throw;
+        }
+      });
+    });
+    return out;
+  }
+
+ private:
+  friend class Promise<T>;
+  explicit Future(std::shared_ptr<future_internal::State<T>> s) : state_(std::move(s)) {}
+
+  std::shared_ptr<future_internal::State<T>> state_;
+};
+
+// A future of every input's result, in input order, ready when all are.
+// Consumes the inputs. An empty input gives a ready, empty vector.
+template <class T>
+Future<std::vector<FutureResult<T>>> WhenAll(std::vector<Future<T>> futures) {
+  using Vec = std::vector<FutureResult<T>>;
+  if (futures.empty()) return Future<Vec>::Ready(Vec());
+  struct Join {
+    Mutex mu;
+    std::vector<std::optional<FutureResult<T>>> slots;  // guarded by mu
+    size_t remaining;                                   // guarded by mu
+    Promise<Vec> promise;
+  };
+  auto join = std::make_shared<Join>();
+  join->slots.resize(futures.size());
+  join->remaining = futures.size();
+  Future<Vec> out = join->promise.GetFuture();
+  for (size_t i = 0; i < futures.size(); ++i) {
+    std::move(futures[i]).OnReady([join, i](FutureResult<T>&& r) {
+      bool last;
+      {
+        std::lock_guard<Mutex> lock(join->mu);
+        join->slots[i].emplace(std::move(r));
+        last = --join->remaining == 0;
+      }
+      if (!last) return;
+      Vec results;
+      results.reserve(join->slots.size());
+      for (auto& s : join->slots) results.push_back(std::move(*s));
+      (void)join->promise.SetValue(std::move(results));
+    });
+  }
+  return out;
+}
+
+// The first input to complete: its index and its result (value or error).
+// Consumes the inputs; the other results are dropped. An empty input gives a
+// future holding InvalidArgument.
+template <class T>
+Future<std::pair<size_t, FutureResult<T>>> WhenAny(std::vector<Future<T>> futures) {
+  using Pair = std::pair<size_t, FutureResult<T>>;
+  if (futures.empty()) {
+    return Future<Pair>::Ready(absl::InvalidArgumentError("WhenAny of no futures"));
+  }
+  struct Race {
+    std::atomic<bool> done{false};
+    Promise<Pair> promise;
+  };
+  auto race = std::make_shared<Race>();
+  Future<Pair> out = race->promise.GetFuture();
+  for (size_t i = 0; i < futures.size(); ++i) {
+    std::move(futures[i]).OnReady([race, i](FutureResult<T>&& r) {
+      if (!race->done.exchange(true, std::memory_order_acq_rel)) {
+        (void)race->promise.SetValue(Pair(i, std::move(r)));
+      }
+    });
+  }
+  return out;
+}
+
+}  // namespace wharf
+
+#endif  // WHARF_RUNTIME_FUTURE_H_

@@ -1,0 +1,51 @@
+#include "wharf/runtime/internal/event_count.h"
+
+#include "absl/time/clock.h"
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
+
+namespace wharf::runtime_internal {
+
+using sync_internal::CpuRelax;
+
+EventCount::Key EventCount::PrepareWait() noexcept {
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // A: matches B
+  return epoch_.load(std::memory_order_acquire);
+}
+
+void EventCount::CancelWait() noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
+
+bool EventCount::CommitWait(Key key, absl::Time deadline) noexcept {
+  bool notified = false;
+  // Spin before sleeping: a producer is often about to notify (see the
+  // measurements in sync/internal/spin.h).
+  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
+    if (epoch_.load(std::memory_order_acquire) != key) {
+      notified = true;
+      break;
+    }
+    CpuRelax();
+  }
+  while (!notified) {
+    const FutexWaitResult r = FutexWait(&epoch_, key, scope_, deadline);
+    // acquire: pairs with the release bump in NotifyImpl.
+    if (epoch_.load(std::memory_order_acquire) != key) {
+      notified = true;
+    } else if (r == FutexWaitResult::kTimedOut || absl::Now() >= deadline) {
+      break;
+    }
+    // kWoken with the epoch unchanged: spurious or EINTR; sleep again.
+  }
+  waiters_.fetch_sub(1, std::memory_order_relaxed);
+  return notified;
+}
+
+void EventCount::NotifyImpl(int count) noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // B: matches A
+  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+  epoch_.fetch_add(1, std::memory_order_release);
+  FutexWake(&epoch_, count, scope_);
+}
+
+}  // namespace wharf::runtime_internal

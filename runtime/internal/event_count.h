@@ -1,0 +1,93 @@
+// EventCount: the wake-up side of a lock-free queue (Dmitry Vyukov's
+// eventcount, as documented in folly's EventCount.h). A consumer that found
+// the queue empty sleeps without losing a producer's push; a producer that
+// pushes while nobody sleeps pays one fence and one load, no syscall.
+//
+//   Consumer:                               Producer:
+//     for (;;) {                               queue.push(x);
+//       if (queue.try_pop(x)) break;           ec.Notify();
+//       auto key = ec.PrepareWait();
+//       if (queue.try_pop(x)) { ec.CancelWait(); break; }
+//       ec.CommitWait(key);
+//     }
+//
+// Thread-safety: every method may be called concurrently from any thread.
+// Each PrepareWait() must be followed by exactly one CommitWait() or
+// CancelWait() on the same thread. Memory ordering: a producer's writes before
+// Notify() are visible to a consumer whose re-check after PrepareWait() runs
+// after the Notify (the Dekker pair A/B below); the EventCount itself carries
+// no data.
+//
+// Scope: kPrivate (the default) for an EventCount that only threads of this
+// process use; kShared when it lives in memory mapped by several processes
+// (it is plain data: two 32-bit words, trivially destructible).
+
+#ifndef WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_
+#define WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "wharf/sync/futex.h"
+
+namespace wharf::runtime_internal {
+
+class EventCount {
+ public:
+  // The epoch read by PrepareWait(); CommitWait() sleeps while it is current.
+  using Key = uint32_t;
+
+  explicit EventCount(FutexScope scope = FutexScope::kPrivate) noexcept : scope_(scope) {}
+  EventCount(const EventCount&) = delete;
+  EventCount& operator=(const EventCount&) = delete;
+
+  // Announces the caller as a waiter and returns the current epoch. Never
+  // blocks. The caller must then re-check its condition and call CancelWait()
+  // (condition true) or CommitWait() (condition false).
+  [[nodiscard]] Key PrepareWait() noexcept;
+
+  // Withdraws the announcement made by PrepareWait(). Never blocks.
+  void CancelWait() noexcept;
+
+  // Sleeps until a Notify()/NotifyAll() after PrepareWait() returned `key`,
+  // or `deadline`. Spins briefly (~100 pauses) first.
+  // Returns true when notified, false on timeout. Withdraws the announcement.
+  bool CommitWait(Key key, absl::Time deadline = absl::InfiniteFuture()) noexcept;
+
+  // Wakes one waiter (NotifyAll: every waiter). With no waiter announced:
+  // one seq_cst fence and one load, no syscall. Never blocks.
+  void Notify() noexcept { NotifyImpl(1); }
+  void NotifyAll() noexcept { NotifyImpl(0x7fffffff); }
+
+  // For tests: threads between PrepareWait() and the end of their wait.
+  uint32_t WaitersForTesting() const noexcept { return waiters_.load(std::memory_order_relaxed); }
+
+ private:
+  void NotifyImpl(int count) noexcept;
+
+  // Protocol.
+  //   epoch_   (the futex word): bumped by every Notify that saw a waiter.
+  //   waiters_ : the number of threads between PrepareWait and the end of
+  //              CommitWait/CancelWait.
+  // Consumer (PrepareWait):
+  //   A: waiters_.fetch_add(1) then a seq_cst fence, then the caller re-checks
+  //      its condition (its queue). Matches B.
+  //   key = epoch_ (acquire), read after the announcement.
+  // Producer (Notify), after its push:
+  //   B: seq_cst fence, then waiters_.load(). Matches A. If 0: return.
+  //   Otherwise epoch_.fetch_add(1) (release) and FutexWake.
+  // A matches B: the two fences are totally ordered. If B's fence comes first,
+  // the consumer's re-check sees the push and does not sleep. If A's comes
+  // first, the producer sees waiters_ > 0 and bumps the epoch; the consumer's
+  // FutexWait(epoch_, key) then returns at once (key is stale) or is woken.
+  // A consumer that read the already-bumped epoch as its key synchronised with
+  // the release bump and so sees the push in its re-check.
+  std::atomic<uint32_t> epoch_{0};
+  std::atomic<uint32_t> waiters_{0};
+  const FutexScope scope_;
+};
+
+}  // namespace wharf::runtime_internal
+
+#endif  // WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "wharf/sync/internal/errno_status.h"
 #include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/thread_identity.h"
 
@@ -50,28 +51,6 @@ class FdGuard {
   int fd_;
 };
 
-std::string Errno(int err) { return std::strerror(err); }
-
-// ENOMEM/ENOSPC/EFBIG/EMFILE... are "out of something": ResourceExhausted.
-absl::Status SysError(std::string_view what, int err) {
-  std::string msg = Cat(what, ": ", Errno(err));
-  switch (err) {
-    case ENOMEM:
-    case ENOSPC:
-    case EFBIG:
-    case EMFILE:
-    case ENFILE:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(std::move(msg));
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(std::move(msg));
-    case EBADF:
-      return absl::InvalidArgumentError(std::move(msg));
-    default:
-      return absl::InternalError(std::move(msg));
-  }
-}
 
 // The shm_open path for a name; the same rule Boost.Interprocess applies on
 // Linux (a leading slash; the object lives in /dev/shm/NAME).
@@ -191,7 +170,7 @@ absl::StatusOr<std::byte*> MapShared(int fd, size_t length, std::string_view wha
   // MAP_NORESERVE: a growable buffer reserves address space, not memory.
   void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (p == MAP_FAILED) {
-    return SysError(Cat("mmap of ", length, " bytes of ", what), errno);
+    return sync_internal::ErrnoStatus(Cat("mmap of ", length, " bytes of ", what), errno);
   }
   return static_cast<std::byte*>(p);
 }
@@ -219,10 +198,10 @@ void InitHeader(std::byte* base, size_t size, size_t max_size, bool growable,
 absl::StatusOr<SharedBuffer> SharedBuffer::Create(size_t size) {
   if (absl::Status s = ValidateSizes(size, size, false); !s.ok()) return s;
   const int raw = ::memfd_create("wharf_shared_buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (raw < 0) return SysError("memfd_create", errno);
+  if (raw < 0) return sync_internal::ErrnoStatus("memfd_create", errno);
   FdGuard fd(raw);
   if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
-    return SysError(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
+    return sync_internal::ErrnoStatus(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
   }
   // A fixed-size buffer: no peer may shrink (SIGBUS for us) or grow it.
   ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
@@ -239,10 +218,10 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Create(size_t size) {
 absl::StatusOr<SharedBuffer> SharedBuffer::CreateGrowable(size_t size, size_t max_size) {
   if (absl::Status s = ValidateSizes(size, max_size, true); !s.ok()) return s;
   const int raw = ::memfd_create("wharf_shared_buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (raw < 0) return SysError("memfd_create", errno);
+  if (raw < 0) return sync_internal::ErrnoStatus("memfd_create", errno);
   FdGuard fd(raw);
   if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
-    return SysError(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
+    return sync_internal::ErrnoStatus(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
   }
   ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL);
   absl::StatusOr<std::byte*> base = MapShared(fd.get(), kHeaderSize + max_size, "a memfd");
@@ -272,7 +251,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
     if (raw < 0) {
       const int err = errno;
       bip::shared_memory_object::remove(name_str.c_str());
-      return SysError(Cat("dup of the fd of shared memory '", name, "'"), err);
+      return sync_internal::ErrnoStatus(Cat("dup of the fd of shared memory '", name, "'"), err);
     }
   } catch (const bip::interprocess_exception& e) {
     switch (e.get_error_code()) {
@@ -286,7 +265,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
         if (e.get_native_error() == 0) {
           return absl::InternalError(Cat("creating shared memory '", name, "': ", e.what()));
         }
-        return SysError(Cat("creating shared memory '", name, "'"), e.get_native_error());
+        return sync_internal::ErrnoStatus(Cat("creating shared memory '", name, "'"), e.get_native_error());
     }
   } catch (const std::exception& e) {
     return absl::InternalError(Cat("creating shared memory '", name, "': ", e.what()));
@@ -298,9 +277,9 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
     return s;
   };
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return fail(SysError("fstat", errno));
+  if (::fstat(fd.get(), &st) != 0) return fail(sync_internal::ErrnoStatus("fstat", errno));
   if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
-    return fail(SysError(
+    return fail(sync_internal::ErrnoStatus(
         Cat("ftruncate of shared memory '", name, "' to ", kHeaderSize + size, " bytes"), err));
   }
   absl::StatusOr<std::byte*> base =
@@ -326,7 +305,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::OpenNamed(std::string_view name, Open
     bip::shared_memory_object shm(bip::open_only, name_str.c_str(), bip::read_write);
     raw = ::fcntl(shm.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
     if (raw < 0) {
-      return SysError(Cat("dup of the fd of shared memory '", name, "'"), errno);
+      return sync_internal::ErrnoStatus(Cat("dup of the fd of shared memory '", name, "'"), errno);
     }
   } catch (const bip::interprocess_exception& e) {
     switch (e.get_error_code()) {
@@ -340,7 +319,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::OpenNamed(std::string_view name, Open
         if (e.get_native_error() == 0) {
           return absl::InternalError(Cat("opening shared memory '", name, "': ", e.what()));
         }
-        return SysError(Cat("opening shared memory '", name, "'"), e.get_native_error());
+        return sync_internal::ErrnoStatus(Cat("opening shared memory '", name, "'"), e.get_native_error());
     }
   } catch (const std::exception& e) {
     return absl::InternalError(Cat("opening shared memory '", name, "': ", e.what()));
@@ -354,7 +333,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::FromFd(int fd) {
     return absl::InvalidArgumentError(Cat("SharedBuffer::FromFd: bad fd ", fd));
   }
   const int raw = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (raw < 0) return SysError(Cat("SharedBuffer::FromFd: dup of fd ", fd), errno);
+  if (raw < 0) return sync_internal::ErrnoStatus(Cat("SharedBuffer::FromFd: dup of fd ", fd), errno);
   return Attach(raw, "", absl::Now(), Cat("fd ", fd));
 }
 
@@ -373,7 +352,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
   };
   for (;;) {
     struct stat st;
-    if (::fstat(fd.get(), &st) != 0) return SysError(Cat("fstat of ", what), errno);
+    if (::fstat(fd.get(), &st) != 0) return sync_internal::ErrnoStatus(Cat("fstat of ", what), errno);
     if (!S_ISREG(st.st_mode)) {
       return absl::InvalidArgumentError(
           Cat(what, " is not a shared-memory file: not a Wharf SharedBuffer"));
@@ -392,7 +371,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
                                      "-byte SharedBuffer header"));
     }
     void* hp = ::mmap(nullptr, kHeaderSize, PROT_READ, MAP_SHARED, fd.get(), 0);
-    if (hp == MAP_FAILED) return SysError(Cat("mmap of the header of ", what), errno);
+    if (hp == MAP_FAILED) return sync_internal::ErrnoStatus(Cat("mmap of the header of ", what), errno);
     const auto* h = static_cast<const SharedBufferHeader*>(hp);
     const uint64_t magic = h->magic.load(std::memory_order_acquire);  // matches A
     const uint32_t version = h->version;
@@ -429,7 +408,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
     }
     // fstat again after reading `size`: a concurrent Grow extends the file
     // before it publishes the size (B), so the file now covers `size`.
-    if (::fstat(fd.get(), &st) != 0) return SysError(Cat("fstat of ", what), errno);
+    if (::fstat(fd.get(), &st) != 0) return sync_internal::ErrnoStatus(Cat("fstat of ", what), errno);
     if (static_cast<uint64_t>(st.st_size) < kHeaderSize + size) {
       return absl::DataLossError(Cat(what, " is truncated: the file has ", st.st_size,
                                      " bytes but its header says ", kHeaderSize, " + ", size, " = ",
@@ -455,7 +434,7 @@ absl::Status SharedBuffer::Unlink(std::string_view name) {
   if (err == ENOENT) {
     return absl::NotFoundError(Cat("SharedBuffer::Unlink: no shared memory named '", name, "'"));
   }
-  return SysError(Cat("SharedBuffer::Unlink('", name, "')"), err);
+  return sync_internal::ErrnoStatus(Cat("SharedBuffer::Unlink('", name, "')"), err);
 }
 
 absl::StatusOr<int> SharedBuffer::ReapOrphans(std::string_view prefix) {
@@ -466,7 +445,7 @@ absl::StatusOr<int> SharedBuffer::ReapOrphans(std::string_view prefix) {
   }
   if (absl::Status s = ValidateName(prefix); !s.ok()) return s;
   DIR* dir = ::opendir("/dev/shm");
-  if (dir == nullptr) return SysError("SharedBuffer::ReapOrphans: opendir(/dev/shm)", errno);
+  if (dir == nullptr) return sync_internal::ErrnoStatus("SharedBuffer::ReapOrphans: opendir(/dev/shm)", errno);
   int reaped = 0;
   while (const dirent* entry = ::readdir(dir)) {
     const std::string_view name(entry->d_name);
@@ -551,7 +530,7 @@ absl::Status SharedBuffer::Grow(size_t new_size) {
     (void)Truncate(mapping_->fd, kHeaderSize + current);
   }
   if (int err = Truncate(mapping_->fd, kHeaderSize + new_size); err != 0) {
-    return SysError(
+    return sync_internal::ErrnoStatus(
         Cat("SharedBuffer::Grow(", new_size, "): ftruncate to ", kHeaderSize + new_size, " bytes"),
         err);
   }

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "wharf/sync/internal/errno_status.h"
 #include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/thread_identity.h"
 
@@ -80,25 +81,6 @@ absl::Status ValidateName(std::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status SysError(std::string_view what, int err) {
-  std::string msg = Cat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOMEM:
-    case ENOSPC:
-    case EFBIG:
-    case EMFILE:
-    case ENFILE:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(std::move(msg));
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(std::move(msg));
-    case ENOENT:
-      return absl::NotFoundError(std::move(msg));
-    default:
-      return absl::InternalError(std::move(msg));
-  }
-}
 
 absl::Status BoostError(std::string_view what, const bip::interprocess_exception& e) {
   switch (e.get_error_code()) {
@@ -115,7 +97,7 @@ absl::Status BoostError(std::string_view what, const bip::interprocess_exception
     case bip::size_error:
       return absl::ResourceExhaustedError(Cat(what, ": ", e.what()));
     default:
-      if (e.get_native_error() != 0) return SysError(what, e.get_native_error());
+      if (e.get_native_error() != 0) return sync_internal::ErrnoStatus(what, e.get_native_error());
       return absl::InternalError(Cat(what, ": ", e.what()));
   }
 }
@@ -132,14 +114,14 @@ absl::Status AwaitInitialisedBoostSegment(std::string_view name, absl::Time dead
           Cat("no shared segment named '", name, "' (/dev/shm/", name,
               "): was it created with SharedSegment::Create, and not removed since?"));
     }
-    return SysError(Cat("opening shared segment '", name, "'"), err);
+    return sync_internal::ErrnoStatus(Cat("opening shared segment '", name, "'"), err);
   }
   absl::Duration nap = absl::Microseconds(100);
   absl::Status result;
   for (;;) {
     struct stat st;
     if (::fstat(fd, &st) != 0) {
-      result = SysError(Cat("fstat of shared segment '", name, "'"), errno);
+      result = sync_internal::ErrnoStatus(Cat("fstat of shared segment '", name, "'"), errno);
       break;
     }
     uint32_t state = kUninitialized;
@@ -159,7 +141,7 @@ absl::Status AwaitInitialisedBoostSegment(std::string_view name, absl::Time dead
     } else {
       const ssize_t n = ::pread(fd, &state, sizeof(state), 0);
       if (n != static_cast<ssize_t>(sizeof(state))) {
-        result = SysError(Cat("reading shared segment '", name, "'"), n < 0 ? errno : EIO);
+        result = sync_internal::ErrnoStatus(Cat("reading shared segment '", name, "'"), n < 0 ? errno : EIO);
         break;
       }
       if (state == kInitialized) break;  // result OK
@@ -357,7 +339,7 @@ absl::Status SharedSegment::Remove(std::string_view name) {
   if (err == ENOENT) {
     return absl::NotFoundError(Cat("SharedSegment::Remove: no shared segment named '", name, "'"));
   }
-  return SysError(Cat("SharedSegment::Remove('", name, "')"), err);
+  return sync_internal::ErrnoStatus(Cat("SharedSegment::Remove('", name, "')"), err);
 }
 
 SharedSegment::SegmentManager* SharedSegment::segment_manager() const {

@@ -1,0 +1,521 @@
+#include "wharf/runtime/message_port.h"
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include "wharf/runtime/internal/event_count.h"
+#include "wharf/sync/mutex.h"
+
+namespace wharf {
+namespace runtime_internal {
+
+// One direction of a channel: the queue a port receives from.
+//
+// state: bit 63 = closed; low bits = senders inside PostMessage between their
+// check of the closed bit and the end of their enqueue. Once closed and the
+// in-flight count is 0, no message can arrive any more, so "closed, no sender
+// in flight, count == 0" means closed and drained.
+// count: messages reserved or queued (incremented before the enqueue,
+// decremented after the dequeue): capacity and the emptiness test.
+struct Inbox {
+  static constexpr uint64_t kClosed = uint64_t{1} << 63;
+  static constexpr uint64_t kInFlight = kClosed - 1;
+
+  moodycamel::ConcurrentQueue<Value> queue;
+  std::atomic<uint64_t> state{0};
+  std::atomic<int64_t> count{0};
+  EventCount ready;  // the receiver waits here in Receive()
+  EventCount space;  // kBlock senders wait here for room
+  std::atomic<bool> scheduled{false};  // a drain task is queued on `loop`
+
+  Mutex mu;
+  EventLoop* loop = nullptr;  // guarded by mu: where drain tasks go
+
+  // Owner / loop-thread state.
+  std::function<void(Value)> on_message;
+  uint64_t on_message_gen = 0;
+  std::function<void(absl::Status)> on_message_error;
+  std::function<void()> on_close;
+  EventLoop* owner_loop = nullptr;
+  EventLoop::RefHandle ref;
+  bool want_ref = true;
+  bool started = false;
+  bool close_fired = false;
+  bool detached = false;  // the port object is gone
+
+  bool Drained() const {
+    const uint64_t s = state.load(std::memory_order_acquire);
+    return (s & kClosed) != 0 && (s & kInFlight) == 0 &&
+           count.load(std::memory_order_acquire) == 0;
+  }
+};
+
+struct PortCore {
+  explicit PortCore(const PortOptions& o) : options(o) {}
+  const PortOptions options;
+  Inbox inbox[2];
+};
+
+namespace {
+
+constexpr int kDrainBatch = 1024;
+
+void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side);
+
+void Drain(const std::shared_ptr<PortCore>& core, int side);
+
+void UpdateRef(Inbox& in) {
+  const bool want = in.started && in.on_message && in.want_ref && !in.close_fired && !in.detached;
+  if (want && in.ref.loop() == nullptr) {
+    in.ref = EventLoop::RefHandle(*in.owner_loop);
+  } else if (!want) {
+    in.ref.Reset();
+  }
+}
+
+void DetachLoop(Inbox& in) {
+  std::lock_guard<Mutex> lock(in.mu);
+  in.loop = nullptr;
+}
+
+void MaybeFireClose(Inbox& in) {
+  if (in.close_fired || in.detached || !in.started || !in.Drained()) return;
+  in.close_fired = true;
+  std::function<void()> cb = std::move(in.on_close);
+  in.on_close = nullptr;
+  UpdateRef(in);
+  DetachLoop(in);
+  if (cb) cb();
+}
+
+void TookOne(PortCore& core, Inbox& in) {
+  in.count.fetch_sub(1, std::memory_order_acq_rel);
+  if (core.options.capacity != 0) in.space.Notify();
+}
+
+void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side) {
+  Inbox& in = core->inbox[side];
+  // The caller did a seq_cst fence (EventCount::Notify) after its enqueue;
+  // Drain does one after clearing the flag: a post that sees `scheduled`
+  // still set is seen by that drain.
+  if (in.scheduled.load(std::memory_order_acquire)) return;
+  if (in.scheduled.exchange(true, std::memory_order_acq_rel)) return;
+  std::lock_guard<Mutex> lock(in.mu);
+  if (in.loop != nullptr) {
+    in.loop->Post([core, side] { Drain(core, side); });
+  } else {
+    in.scheduled.store(false, std::memory_order_release);
+  }
+}
+
+void Drain(const std::shared_ptr<PortCore>& core, int side) {
+  Inbox& in = core->inbox[side];
+  in.scheduled.exchange(false, std::memory_order_acq_rel);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (in.detached || in.close_fired) return;
+  // If a handler throws, the loop reports it and goes on: reschedule so the
+  // rest of the burst is not stranded.
+  struct Rescheduler {
+    const std::shared_ptr<PortCore>& core;
+    int side;
+    int uncaught = std::uncaught_exceptions();
+    ~Rescheduler() {
+      if (std::uncaught_exceptions() > uncaught) ScheduleDrain(core, side);
+    }
+  } rescheduler{core, side};
+  if (in.on_message) {
+    std::function<void(Value)> handler = in.on_message;  // survives its replacement
+    uint64_t gen = in.on_message_gen;
+    Value v;
+    for (int n = 0;; ++n) {
+      if (n == kDrainBatch) {
+        ScheduleDrain(core, side);  // yield to the loop's other work
+        return;
+      }
+      if (!in.queue.try_dequeue(v)) break;
+      TookOne(*core, in);
+      handler(std::move(v));
+      if (in.detached || in.close_fired) return;
+      if (gen != in.on_message_gen) {
+        if (!in.on_message) break;
+        handler = in.on_message;
+        gen = in.on_message_gen;
+      }
+    }
+  }
+  MaybeFireClose(in);
+}
+
+std::string CloneError(std::string_view what) {
+  return std::string("DataCloneError: ") + std::string(what);
+}
+
+// Collects the Buffers of `v`; fails on a detached Buffer not in `transfer`
+// and on nesting deeper than kMaxDepth.
+absl::Status Scan(const Value& v, int depth, const std::unordered_set<const Buffer*>& transfer,
+                  std::unordered_set<const Buffer*>& found) {
+  if (depth > MessagePort::kMaxDepth) {
+    return absl::InvalidArgumentError(CloneError("message nested too deeply"));
+  }
+  switch (v.kind()) {
+    case Value::Kind::kBuffer: {
+      const Buffer* b = v.GetBuffer();
+      if (transfer.count(b) != 0) {
+        found.insert(b);
+      } else if (b->detached()) {
+        return absl::InvalidArgumentError(
+            CloneError("the message holds a detached Buffer (already transferred)"));
+      }
+      return absl::OkStatus();
+    }
+    case Value::Kind::kArray:
+      for (const Value& e : *v.GetArray()) {
+        absl::Status s = Scan(e, depth + 1, transfer, found);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    case Value::Kind::kMap:
+      for (const auto& [key, e] : *v.GetMap()) {
+        absl::Status s = Scan(e, depth + 1, transfer, found);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+struct PendingMove {
+  Value* dst;
+  Buffer* src;
+};
+
+// Deep-copies `src` into `dst`, except the transferred Buffers, recorded in
+// `moves` (dst left null) and moved only once the whole copy succeeded.
+absl::Status CloneInto(Value& src, Value& dst, const std::unordered_set<const Buffer*>& transfer,
+                       std::vector<PendingMove>& moves) {
+  switch (src.kind()) {
+    case Value::Kind::kBuffer: {
+      Buffer* b = src.GetBuffer();
+      if (transfer.count(b) != 0) {
+        moves.push_back({&dst, b});
+        return absl::OkStatus();
+      }
+      absl::StatusOr<Buffer> copy = b->Clone();
+      if (!copy.ok()) return copy.status();
+      dst = Value(*std::move(copy));
+      return absl::OkStatus();
+    }
+    case Value::Kind::kArray: {
+      ValueArray& a = *src.GetArray();
+      dst = Value(ValueArray(a.size()));  // element addresses now fixed
+      ValueArray& out = *dst.GetArray();
+      for (size_t i = 0; i < a.size(); ++i) {
+        absl::Status s = CloneInto(a[i], out[i], transfer, moves);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    }
+    case Value::Kind::kMap: {
+      ValueMap& m = *src.GetMap();
+      dst = Value::Map();
+      ValueMap& out = *dst.GetMap();
+      out.reserve(m.size());  // entry addresses now fixed
+      // The source's keys are unique already: append without the O(n) check.
+      for (auto& [key, e] : m) value_internal::MapAccess::Append(out, key, Value());
+      size_t i = 0;
+      for (auto& [key, e] : m) {
+        absl::Status s = CloneInto(e, (out.begin() + i)->second, transfer, moves);
+        if (!s.ok()) return s;
+        ++i;
+      }
+      return absl::OkStatus();
+    }
+    default: {
+      absl::StatusOr<Value> copy = src.Clone();  // a leaf: no Buffer inside
+      if (!copy.ok()) return copy.status();
+      dst = *std::move(copy);
+      return absl::OkStatus();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace runtime_internal
+
+using runtime_internal::Inbox;
+using runtime_internal::PortCore;
+
+std::pair<MessagePort, MessagePort> MessageChannel::Create(PortOptions options) {
+  auto core = std::make_shared<PortCore>(options);
+  return {MessagePort(core, 0), MessagePort(core, 1)};
+}
+
+MessagePort::MessagePort(MessagePort&& other) noexcept
+    : core_(std::move(other.core_)), side_(other.side_) {}
+
+MessagePort& MessagePort::operator=(MessagePort&& other) noexcept {
+  if (this != &other) {
+    Release();
+    core_ = std::move(other.core_);
+    side_ = other.side_;
+  }
+  return *this;
+}
+
+MessagePort::~MessagePort() { Release(); }
+
+void MessagePort::Release() {
+  if (core_ == nullptr) return;
+  Close();
+  Inbox& in = core_->inbox[side_];
+  in.detached = true;
+  runtime_internal::DetachLoop(in);
+  in.ref.Reset();
+  in.on_message = nullptr;
+  in.on_message_error = nullptr;
+  in.on_close = nullptr;
+  core_.reset();
+}
+
+bool MessagePort::closed() const {
+  return core_ == nullptr ||
+         (core_->inbox[side_].state.load(std::memory_order_acquire) & Inbox::kClosed) != 0;
+}
+
+void MessagePort::Close() {
+  if (core_ == nullptr) return;
+  for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosed, std::memory_order_acq_rel);
+  for (int side = 0; side < 2; ++side) {
+    Inbox& in = core_->inbox[side];
+    in.ready.NotifyAll();
+    in.space.NotifyAll();
+    runtime_internal::ScheduleDrain(core_, side);
+  }
+}
+
+absl::Status MessagePort::Send(Value&& message) {
+  if (core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
+  const int peer = 1 - side_;
+  Inbox& out = core_->inbox[peer];
+  const PortOptions& opt = core_->options;
+  const int64_t cap = static_cast<int64_t>(opt.capacity);
+  // Leaves the in-flight window; wakes the receiver when `wake`.
+  auto leave = [&](bool wake) {
+    out.state.fetch_sub(1, std::memory_order_acq_rel);
+    if (wake) {
+      out.ready.Notify();
+      runtime_internal::ScheduleDrain(core_, peer);
+    }
+  };
+  absl::Time deadline = absl::InfiniteFuture();
+  if (cap != 0 && opt.on_full == PortOptions::OnFull::kBlock &&
+      opt.block_timeout != absl::InfiniteDuration()) {
+    deadline = absl::Now() + opt.block_timeout;
+  }
+  for (;;) {
+    const uint64_t s = out.state.fetch_add(1, std::memory_order_acq_rel);
+    if ((s & Inbox::kClosed) != 0) {
+      leave(true);  // a drain may be waiting for the in-flight count
+      return absl::FailedPreconditionError("port closed");
+    }
+    const int64_t queued = out.count.fetch_add(1, std::memory_order_acq_rel);
+    if (cap == 0 || queued < cap) break;
+    out.count.fetch_sub(1, std::memory_order_acq_rel);
+    leave(false);
+    if (opt.on_full == PortOptions::OnFull::kFail) {
+      return absl::ResourceExhaustedError("port full: the receiver's queue holds capacity messages");
+    }
+    auto has_room = [&] {
+      return out.count.load(std::memory_order_acquire) < cap ||
+             (out.state.load(std::memory_order_acquire) & Inbox::kClosed) != 0;
+    };
+    if (has_room()) continue;
+    const runtime_internal::EventCount::Key key = out.space.PrepareWait();
+    if (has_room()) {
+      out.space.CancelWait();
+      continue;
+    }
+    if (!out.space.CommitWait(key, deadline) && absl::Now() >= deadline && !has_room()) {
+      return absl::DeadlineExceededError("port full: timed out waiting for room");
+    }
+  }
+  if (!out.queue.enqueue(std::move(message))) {
+    out.count.fetch_sub(1, std::memory_order_acq_rel);
+    leave(false);
+    return absl::ResourceExhaustedError("out of memory queueing a message");
+  }
+  leave(true);
+  return absl::OkStatus();
+}
+
+absl::Status MessagePort::PostMessage(Value&& message) { return Send(std::move(message)); }
+
+absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferable> transfer) {
+  if (core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
+  if (closed()) return absl::FailedPreconditionError("port closed");
+  std::unordered_set<const Buffer*> buffers;
+  for (const Transferable& t : transfer) {
+    if (const auto* b = std::get_if<Buffer*>(&t)) {
+      if (*b == nullptr) return absl::InvalidArgumentError("null Buffer* in the transfer list");
+      if ((*b)->detached()) {
+        return absl::InvalidArgumentError(
+            runtime_internal::CloneError("a Buffer in the transfer list is detached"));
+      }
+      if (!buffers.insert(*b).second) {
+        return absl::InvalidArgumentError(
+            runtime_internal::CloneError("the same Buffer is twice in the transfer list"));
+      }
+    } else if (std::holds_alternative<SharedBuffer*>(t)) {
+      return absl::InvalidArgumentError(
+          runtime_internal::CloneError("a SharedBuffer cannot be transferred (it is shared)"));
+    } else {
+      MessagePort* p = std::get<MessagePort*>(t);
+      if (p == nullptr) return absl::InvalidArgumentError("null MessagePort* in the transfer list");
+      if (p == this || p->core_ == core_) {
+        return absl::InvalidArgumentError(runtime_internal::CloneError(
+            "the transfer list holds the posting port or its peer"));
+      }
+      return absl::UnimplementedError("transferring a MessagePort is not supported yet");
+    }
+  }
+  std::unordered_set<const Buffer*> found;
+  absl::Status s = runtime_internal::Scan(message, 0, buffers, found);
+  if (!s.ok()) return s;
+  if (found.size() != buffers.size()) {
+    return absl::InvalidArgumentError(
+        "a Buffer in the transfer list is not inside the message (list pointers to the "
+        "message's own Buffers)");
+  }
+  Value copy;
+  std::vector<runtime_internal::PendingMove> moves;
+  s = runtime_internal::CloneInto(message, copy, buffers, moves);
+  if (!s.ok()) {
+    if (absl::IsFailedPrecondition(s)) {
+      return absl::InvalidArgumentError(runtime_internal::CloneError(std::string(s.message())));
+    }
+    return s;
+  }
+  // The copy succeeded: now move the transferred Buffers (cannot fail).
+  for (const auto& m : moves) *m.dst = Value(std::move(*m.src));
+  // Send takes `copy` by reference and moves from it only into the queue, so
+  // after a failed send (closed meanwhile, full) it is intact: give the
+  // Buffers back to the sender.
+  s = Send(std::move(copy));
+  if (!s.ok()) {
+    for (const auto& m : moves) *m.src = std::move(*m.dst->GetBuffer());
+  }
+  return s;
+}
+
+std::optional<Value> MessagePort::TryReceive() {
+  if (core_ == nullptr) return std::nullopt;
+  Inbox& in = core_->inbox[side_];
+  Value v;
+  if (!in.queue.try_dequeue(v)) return std::nullopt;
+  runtime_internal::TookOne(*core_, in);
+  return v;
+}
+
+absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
+  if (core_ == nullptr) return absl::FailedPreconditionError("empty MessagePort");
+  Inbox& in = core_->inbox[side_];
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  Value v;
+  for (;;) {
+    if (in.queue.try_dequeue(v)) break;
+    if (in.Drained()) return absl::CancelledError("port closed");
+    const runtime_internal::EventCount::Key key = in.ready.PrepareWait();
+    if (in.queue.try_dequeue(v)) {
+      in.ready.CancelWait();
+      break;
+    }
+    if (in.Drained()) {
+      in.ready.CancelWait();
+      return absl::CancelledError("port closed");
+    }
+    if (!in.ready.CommitWait(key, deadline) && absl::Now() >= deadline) {
+      if (in.queue.try_dequeue(v)) break;
+      return absl::DeadlineExceededError("no message before the timeout");
+    }
+  }
+  runtime_internal::TookOne(*core_, in);
+  return v;
+}
+
+void MessagePort::OnMessage(std::function<void(Value)> handler) {
+  if (core_ == nullptr) return;
+  Inbox& in = core_->inbox[side_];
+  in.on_message = std::move(handler);
+  ++in.on_message_gen;
+  if (!in.started && in.on_message && EventLoop::Current() != nullptr) {
+    (void)Start(*EventLoop::Current());
+    return;
+  }
+  runtime_internal::UpdateRef(in);
+  if (in.started) runtime_internal::ScheduleDrain(core_, side_);
+}
+
+void MessagePort::OnMessageError(std::function<void(absl::Status)> handler) {
+  if (core_ == nullptr) return;
+  core_->inbox[side_].on_message_error = std::move(handler);
+}
+
+void MessagePort::OnClose(std::function<void()> handler) {
+  if (core_ == nullptr) return;
+  Inbox& in = core_->inbox[side_];
+  in.on_close = std::move(handler);
+  if (in.started) runtime_internal::ScheduleDrain(core_, side_);  // already closed?
+}
+
+absl::Status MessagePort::Start() {
+  EventLoop* loop = EventLoop::Current();
+  if (loop == nullptr) {
+    return absl::FailedPreconditionError("MessagePort::Start(): no EventLoop runs on this thread");
+  }
+  return Start(*loop);
+}
+
+absl::Status MessagePort::Start(EventLoop& loop) {
+  if (core_ == nullptr) return absl::FailedPreconditionError("empty MessagePort");
+  Inbox& in = core_->inbox[side_];
+  if (in.started) {
+    if (in.owner_loop != &loop) {
+      return absl::FailedPreconditionError("MessagePort already started on another EventLoop");
+    }
+    return absl::OkStatus();
+  }
+  in.started = true;
+  in.owner_loop = &loop;
+  {
+    std::lock_guard<Mutex> lock(in.mu);
+    in.loop = &loop;
+  }
+  runtime_internal::UpdateRef(in);
+  runtime_internal::ScheduleDrain(core_, side_);
+  return absl::OkStatus();
+}
+
+void MessagePort::Ref() {
+  if (core_ == nullptr) return;
+  Inbox& in = core_->inbox[side_];
+  in.want_ref = true;
+  runtime_internal::UpdateRef(in);
+}
+
+void MessagePort::Unref() {
+  if (core_ == nullptr) return;
+  Inbox& in = core_->inbox[side_];
+  in.want_ref = false;
+  runtime_internal::UpdateRef(in);
+}
+
+}  // namespace wharf

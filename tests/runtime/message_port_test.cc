@@ -1,0 +1,436 @@
+#include "wharf/runtime/message_port.h"
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/testing/watchdog.h"
+#include "wharf/runtime/buffer.h"
+#include "wharf/runtime/event_loop.h"
+#include "wharf/runtime/value.h"
+#include "wharf/sync/shared_buffer.h"
+
+namespace wharf {
+namespace {
+
+using ::wharf::testing::Watchdog;
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr int64_t kStressPerProducer = 100000;
+#else
+constexpr int64_t kStressPerProducer = 1000000;
+#endif
+
+TEST(MessagePortTest, MovePostArrivesInOrder) {
+  auto [a, b] = MessageChannel::Create();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  for (int i = 0; i < 100; ++i) {
+    auto v = b.TryReceive();
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->AsInt().value(), i);
+  }
+  EXPECT_FALSE(b.TryReceive().has_value());
+  ASSERT_TRUE(b.PostMessage(Value("back")).ok());
+  EXPECT_EQ(*a.TryReceive()->GetString(), "back");
+}
+
+TEST(MessagePortTest, MoveKeepsBufferPointer) {
+  auto [a, b] = MessageChannel::Create();
+  Buffer buf = Buffer::Allocate(64).value();
+  const std::byte* p = buf.data();
+  ASSERT_TRUE(a.PostMessage(Value(std::move(buf))).ok());
+  auto v = b.TryReceive();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->GetBuffer()->data(), p);
+}
+
+TEST(MessagePortTest, TransferMovesCloneCopies) {
+  auto [a, b] = MessageChannel::Create();
+  Value msg = Value::Map();
+  msg.GetMap()->Set("moved", Buffer::Allocate(16).value());
+  msg.GetMap()->Set("copied", Buffer::Allocate(16).value());
+  msg.GetMap()->Set("n", 7);
+  msg["copied"]->GetBuffer()->data()[0] = std::byte{9};
+  Buffer* moved = msg["moved"]->GetBuffer();
+  Buffer* copied = msg["copied"]->GetBuffer();
+  const std::byte* moved_ptr = moved->data();
+  const std::byte* copied_ptr = copied->data();
+  Transferable list[] = {moved};
+  ASSERT_TRUE(a.PostMessage(msg, list).ok());
+  EXPECT_TRUE(moved->detached());
+  EXPECT_FALSE(copied->detached());
+  auto v = b.TryReceive();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ((*v)["moved"]->GetBuffer()->data(), moved_ptr);
+  EXPECT_NE((*v)["copied"]->GetBuffer()->data(), copied_ptr);
+  EXPECT_EQ((*v)["copied"]->GetBuffer()->data()[0], std::byte{9});
+  EXPECT_EQ((*v)["n"]->AsInt().value(), 7);
+  EXPECT_EQ((*v)["moved"]->GetBuffer()->size(), 16u);
+}
+
+TEST(MessagePortTest, TransferRootBufferAndArray) {
+  auto [a, b] = MessageChannel::Create();
+  Value root(Buffer::Allocate(8).value());
+  const std::byte* p = root.GetBuffer()->data();
+  Transferable list[] = {root.GetBuffer()};
+  ASSERT_TRUE(a.PostMessage(root, list).ok());
+  EXPECT_TRUE(root.GetBuffer()->detached());
+  EXPECT_EQ(b.TryReceive()->GetBuffer()->data(), p);
+
+  Value arr = Value::Array(1, Buffer::Allocate(4).value(), Value::Array(Buffer::Allocate(4).value()));
+  Buffer* inner = (*arr.GetArray())[2].GetArray()->at(0).GetBuffer();
+  const std::byte* ip = inner->data();
+  Transferable l2[] = {inner};
+  ASSERT_TRUE(a.PostMessage(arr, l2).ok());
+  auto v = b.TryReceive();
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ((*v->GetArray())[2].GetArray()->at(0).GetBuffer()->data(), ip);
+  EXPECT_NE((*v->GetArray())[1].GetBuffer()->data(), (*arr.GetArray())[1].GetBuffer()->data());
+}
+
+void ExpectUntouched(const Value& msg, const std::byte* p0, const std::byte* p1) {
+  EXPECT_EQ(msg["x"]->GetBuffer()->data(), p0);
+  EXPECT_EQ(msg["y"]->GetBuffer()->data(), p1);
+  EXPECT_FALSE(msg["x"]->GetBuffer()->detached());
+  EXPECT_FALSE(msg["y"]->GetBuffer()->detached());
+}
+
+TEST(MessagePortTest, TransferErrorsAreAllOrNothing) {
+  auto [a, b] = MessageChannel::Create();
+  Value msg = Value::Map();
+  msg.GetMap()->Set("x", Buffer::Allocate(8).value());
+  msg.GetMap()->Set("y", Buffer::Allocate(8).value());
+  Buffer* x = msg["x"]->GetBuffer();
+  Buffer* y = msg["y"]->GetBuffer();
+  const std::byte* p0 = x->data();
+  const std::byte* p1 = y->data();
+
+  {  // the same Buffer twice
+    Transferable list[] = {x, y, x};
+    absl::Status s = a.PostMessage(msg, list);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_NE(std::string(s.message()).find("DataCloneError"), std::string::npos) << s;
+    ExpectUntouched(msg, p0, p1);
+  }
+  {  // a SharedBuffer
+    SharedBuffer shared = SharedBuffer::Create(4096).value();
+    Transferable list[] = {x, &shared};
+    absl::Status s = a.PostMessage(msg, list);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_NE(std::string(s.message()).find("DataCloneError"), std::string::npos) << s;
+    ExpectUntouched(msg, p0, p1);
+  }
+  {  // a Buffer not inside the message
+    Buffer outside = Buffer::Allocate(8).value();
+    Transferable list[] = {x, &outside};
+    absl::Status s = a.PostMessage(msg, list);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_FALSE(outside.detached());
+    ExpectUntouched(msg, p0, p1);
+  }
+  {  // a detached Buffer in the list
+    Buffer gone = Buffer::Allocate(8).value();
+    Buffer taker = std::move(gone);
+    Transferable list[] = {x, &gone};
+    absl::Status s = a.PostMessage(msg, list);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_NE(std::string(s.message()).find("DataCloneError"), std::string::npos) << s;
+    ExpectUntouched(msg, p0, p1);
+  }
+  {  // the posting port and its peer
+    Transferable l1[] = {x, &a};
+    EXPECT_TRUE(absl::IsInvalidArgument(a.PostMessage(msg, l1)));
+    Transferable l2[] = {x, &b};
+    EXPECT_TRUE(absl::IsInvalidArgument(a.PostMessage(msg, l2)));
+    ExpectUntouched(msg, p0, p1);
+  }
+  {  // a detached Buffer inside the message, not listed
+    Value bad = Value::Map();
+    bad.GetMap()->Set("ok", Buffer::Allocate(8).value());
+    bad.GetMap()->Set("gone", Buffer::Allocate(8).value());
+    Buffer sink = std::move(*bad["gone"]->GetBuffer());
+    Transferable list[] = {bad["ok"]->GetBuffer()};
+    absl::Status s = a.PostMessage(bad, list);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_FALSE(bad["ok"]->GetBuffer()->detached());
+  }
+  {  // a closed port: nothing moved either
+    a.Close();
+    Transferable list[] = {x};
+    absl::Status s = a.PostMessage(msg, list);
+    EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+    ExpectUntouched(msg, p0, p1);
+  }
+  EXPECT_FALSE(b.TryReceive().has_value());
+}
+
+TEST(MessagePortTest, FullPortGivesBuffersBack) {
+  PortOptions opt;
+  opt.capacity = 1;
+  auto [a, b] = MessageChannel::Create(opt);
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  Value msg(Buffer::Allocate(8).value());
+  const std::byte* p = msg.GetBuffer()->data();
+  Transferable list[] = {msg.GetBuffer()};
+  EXPECT_TRUE(absl::IsResourceExhausted(a.PostMessage(msg, list)));
+  EXPECT_FALSE(msg.GetBuffer()->detached());
+  EXPECT_EQ(msg.GetBuffer()->data(), p);
+}
+
+TEST(MessagePortTest, PostAfterCloseFails) {
+  auto [a, b] = MessageChannel::Create();
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  b.Close();
+  EXPECT_TRUE(a.closed());
+  absl::Status s = a.PostMessage(Value(2));
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_TRUE(absl::IsFailedPrecondition(b.PostMessage(Value(3))));
+  // Queued before the close: still delivered, then Cancelled.
+  auto v = b.Receive(absl::Seconds(5));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->AsInt().value(), 1);
+  EXPECT_TRUE(absl::IsCancelled(b.Receive(absl::Seconds(5)).status()));
+  b.Close();  // idempotent
+  MessagePort empty;
+  EXPECT_TRUE(absl::IsFailedPrecondition(empty.PostMessage(Value(1))));
+  EXPECT_TRUE(absl::IsFailedPrecondition(empty.Receive(absl::Milliseconds(1)).status()));
+}
+
+TEST(MessagePortTest, DestroyClosesPeer) {
+  Watchdog dog("DestroyClosesPeer", absl::Seconds(30));
+  auto [a, b] = MessageChannel::Create();
+  std::thread t([&b] { EXPECT_TRUE(absl::IsCancelled(b.Receive().status())); });
+  absl::SleepFor(absl::Milliseconds(20));
+  { MessagePort gone = std::move(a); }
+  t.join();
+}
+
+TEST(MessagePortTest, ReceiveTimesOut) {
+  auto [a, b] = MessageChannel::Create();
+  absl::Time start = absl::Now();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(b.Receive(absl::Milliseconds(30)).status()));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(25));
+}
+
+TEST(MessagePortTest, CapacityFail) {
+  PortOptions opt;
+  opt.capacity = 3;
+  auto [a, b] = MessageChannel::Create(opt);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(a.PostMessage(Value(3))));
+  ASSERT_TRUE(b.TryReceive().has_value());
+  EXPECT_TRUE(a.PostMessage(Value(3)).ok());
+}
+
+TEST(MessagePortTest, CapacityBlock) {
+  Watchdog dog("CapacityBlock", absl::Seconds(60));
+  PortOptions opt;
+  opt.capacity = 2;
+  opt.on_full = PortOptions::OnFull::kBlock;
+  opt.block_timeout = absl::Milliseconds(30);
+  {
+    auto [a, b] = MessageChannel::Create(opt);
+    ASSERT_TRUE(a.PostMessage(Value(0)).ok());
+    ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+    EXPECT_TRUE(absl::IsDeadlineExceeded(a.PostMessage(Value(2))));
+  }
+  opt.block_timeout = absl::InfiniteDuration();
+  auto [a, b] = MessageChannel::Create(opt);
+  constexpr int kN = 2000;
+  std::thread producer([&a] {
+    for (int i = 0; i < kN; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  });
+  for (int i = 0; i < kN; ++i) {
+    auto v = b.Receive(absl::Seconds(30));
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->AsInt().value(), i);
+  }
+  producer.join();
+  // A blocked sender is woken by Close.
+  ASSERT_TRUE(a.PostMessage(Value(0)).ok());
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  std::thread blocked([&a] { EXPECT_TRUE(absl::IsFailedPrecondition(a.PostMessage(Value(2)))); });
+  absl::SleepFor(absl::Milliseconds(20));
+  b.Close();
+  blocked.join();
+}
+
+TEST(MessagePortTest, QueuedBeforeHandlerDeliveredOnce) {
+  Watchdog dog("QueuedBeforeHandler", absl::Seconds(30));
+  EventLoop loop;
+  auto [a, b] = MessageChannel::Create();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  std::vector<int64_t> got;
+  b.OnMessage([&](Value v) {
+    got.push_back(v.AsInt().value());
+    if (got.size() == 10) b.Close();
+  });  // no current loop: not started yet
+  for (int i = 5; i < 8; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  ASSERT_TRUE(b.Start(loop).ok());
+  EXPECT_TRUE(b.Start(loop).ok());
+  EventLoop other;
+  EXPECT_TRUE(absl::IsFailedPrecondition(b.Start(other)));
+  for (int i = 8; i < 10; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  loop.Run();  // returns once b closed
+  ASSERT_EQ(got.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i], i);
+}
+
+TEST(MessagePortTest, CloseDeliversQueuedThenOnCloseOnBothEnds) {
+  Watchdog dog("CloseOnBothEnds", absl::Seconds(30));
+  EventLoop loop_a, loop_b;
+  auto [a, b] = MessageChannel::Create();
+  std::vector<int> got;
+  bool a_closed = false, b_closed = false;
+  bool b_closed_after_all = false;
+  ASSERT_TRUE(a.Start(loop_a).ok());
+  a.OnMessage([](Value) {});
+  a.OnClose([&] { a_closed = true; });
+  b.OnMessage([&](Value v) { got.push_back(static_cast<int>(v.AsInt().value())); });
+  b.OnClose([&] {
+    b_closed = true;
+    b_closed_after_all = got.size() == 100;
+  });
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  a.Close();
+  a.Close();
+  ASSERT_TRUE(b.Start(loop_b).ok());
+  std::thread ta([&] { loop_a.Run(); });
+  loop_b.Run();
+  ta.join();
+  EXPECT_TRUE(a_closed);
+  EXPECT_TRUE(b_closed);
+  EXPECT_TRUE(b_closed_after_all);
+  EXPECT_EQ(got.size(), 100u);
+}
+
+TEST(MessagePortTest, RefUnref) {
+  Watchdog dog("RefUnref", absl::Seconds(30));
+  EventLoop loop;
+  auto [a, b] = MessageChannel::Create();
+  ASSERT_TRUE(b.Start(loop).ok());
+  b.OnMessage([](Value) {});
+  EXPECT_GT(loop.RefCountForTesting(), 0);
+  b.Unref();
+  EXPECT_EQ(loop.RefCountForTesting(), 0);
+  loop.Run();  // nothing ref'd: returns
+  b.Ref();
+  EXPECT_GT(loop.RefCountForTesting(), 0);
+  int n = 0;
+  b.OnMessage([&](Value) {
+    if (++n == 3) b.Unref();
+  });
+  std::thread t([&a] {
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
+  });
+  loop.Run();  // returns after the Unref in the handler
+  t.join();
+  EXPECT_EQ(n, 3);
+}
+
+TEST(MessagePortTest, OnMessageStartsOnCurrentLoop) {
+  Watchdog dog("OnMessageStarts", absl::Seconds(30));
+  EventLoop loop;
+  auto [a, b] = MessageChannel::Create();
+  ASSERT_TRUE(a.PostMessage(Value(42)).ok());
+  int64_t got = 0;
+  loop.Post([&] {
+    b.OnMessage([&](Value v) {
+      got = v.AsInt().value();
+      b.Close();
+    });
+  });
+  loop.Run();
+  EXPECT_EQ(got, 42);
+}
+
+TEST(MessagePortTest, CloseRacesWithPostsAndPeerClose) {
+  Watchdog dog("CloseRaces", absl::Seconds(60));
+  for (int round = 0; round < 50; ++round) {
+    EventLoop loop;
+    auto [a, b] = MessageChannel::Create();
+    std::atomic<int> accepted{0};
+    int delivered = 0;
+    bool closed = false;
+    b.OnMessage([&](Value) { ++delivered; });
+    b.OnClose([&] { closed = true; });
+    ASSERT_TRUE(b.Start(loop).ok());
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+      threads.emplace_back([&a, &accepted] {
+        for (int i = 0; i < 200; ++i) {
+          if (a.PostMessage(Value(i)).ok()) accepted.fetch_add(1);
+        }
+      });
+    }
+    threads.emplace_back([&a] { a.Close(); });
+    threads.emplace_back([&b] { b.Close(); });  // races the loop's own use: Close is any-thread
+    loop.Run();
+    for (auto& t : threads) t.join();
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(delivered, accepted.load());
+  }
+}
+
+TEST(MessagePortTest, StressFourProducers) {
+  Watchdog dog("StressFourProducers", absl::Seconds(120));
+  constexpr int kProducers = 4;
+  auto [a, b] = MessageChannel::Create();
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&a, p] {
+      for (int64_t i = 0; i < kStressPerProducer; ++i) {
+        if (!a.PostMessage(Value((int64_t{p} << 40) | i)).ok()) {
+          ADD_FAILURE() << "post failed";
+          return;
+        }
+      }
+    });
+  }
+  std::vector<int64_t> next(kProducers, 0);
+  for (int64_t n = 0; n < kProducers * kStressPerProducer; ++n) {
+    auto v = b.Receive(absl::Seconds(60));
+    ASSERT_TRUE(v.ok()) << v.status();
+    const int64_t x = v->AsInt().value();
+    const int p = static_cast<int>(x >> 40);
+    ASSERT_GE(p, 0);
+    ASSERT_LT(p, kProducers);
+    ASSERT_EQ(x & ((int64_t{1} << 40) - 1), next[p]) << "producer " << p;
+    ++next[p];
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_FALSE(b.TryReceive().has_value());
+  for (int p = 0; p < kProducers; ++p) EXPECT_EQ(next[p], kStressPerProducer);
+}
+
+TEST(MessagePortTest, PingPongBlockingReceive) {
+  Watchdog dog("PingPong", absl::Seconds(60));
+  constexpr int kRounds = 20000;
+  auto [a, b] = MessageChannel::Create();
+  std::thread pong([&b] {
+    for (int i = 0; i < kRounds; ++i) {
+      auto v = b.Receive(absl::Seconds(30));
+      ASSERT_TRUE(v.ok()) << v.status();
+      ASSERT_TRUE(b.PostMessage(Value(v->AsInt().value() + 1)).ok());
+    }
+  });
+  int64_t x = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    ASSERT_TRUE(a.PostMessage(Value(x)).ok());
+    auto v = a.Receive(absl::Seconds(30));
+    ASSERT_TRUE(v.ok()) << v.status();
+    x = v->AsInt().value();
+    ASSERT_EQ(x, 2 * i + 1 - i);  // x grows by one per round trip
+  }
+  pong.join();
+  EXPECT_EQ(x, kRounds);
+}
+
+}  // namespace
+}  // namespace wharf

@@ -33,6 +33,8 @@ class Encoder {
   // Buffers to move into the table, in index order (pointers into the value).
   std::vector<Buffer*>& buffers() { return buffers_; }
   std::vector<SharedBuffer>& shared() { return shared_; }
+  // Ports to move into the table, in index order (slots inside the value).
+  std::vector<PortSlot*>& ports() { return ports_; }
 
  private:
   void Byte(uint8_t b) { out_->push_back(static_cast<char>(b)); }
@@ -158,6 +160,24 @@ class Encoder {
         Varint(table_->shared_buffers.size() + index);
         return absl::OkStatus();
       }
+      case Value::Kind::kPort: {
+        const PortSlot& slot = *v.GetPortSlot();
+        if (table_ == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "cannot encode the MessagePort at ", Path(),
+              " without a TransferTable: a port is transferred, never copied inline; call "
+              "EncodeValue(value, &table)"));
+        }
+        if (!slot.valid()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("cannot encode the MessagePort at ", Path(),
+                           ": it was transferred (detached) already"));
+        }
+        Byte(Tag::kPort);
+        Varint(table_->ports.size() + ports_.size());
+        ports_.push_back(const_cast<PortSlot*>(&slot));  // moved only on success
+        return absl::OkStatus();
+      }
     }
     return absl::InternalError("EncodeValue: unknown Value kind");
   }
@@ -178,6 +198,7 @@ class Encoder {
   std::vector<Segment> path_;
   std::vector<Buffer*> buffers_;
   std::vector<SharedBuffer> shared_;
+  std::vector<PortSlot*> ports_;
 };
 
 // --- Decoding -------------------------------------------------------------------
@@ -186,7 +207,8 @@ class Decoder {
  public:
   Decoder(std::span<const std::byte> in, TransferTable* table)
       : in_(in), table_(table),
-        used_(table == nullptr ? 0 : table->buffers.size(), false) {}
+        used_(table == nullptr ? 0 : table->buffers.size(), false),
+        used_ports_(table == nullptr ? 0 : table->ports.size(), false) {}
 
   absl::StatusOr<Value> Run() {
     if (in_.size() < 3) {
@@ -399,6 +421,33 @@ class Decoder {
         }
         return Value(table_->shared_buffers[*index]);
       }
+      case Tag::kPort: {
+        absl::StatusOr<uint64_t> index = Varint("MessagePort transfer index");
+        if (!index.ok()) return index.status();
+        if (table_ == nullptr) {
+          return Error(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("the message refers to MessagePort #", *index,
+                                    " but no TransferTable was given"));
+        }
+        if (*index >= table_->ports.size()) {
+          return Error(absl::StatusCode::kOutOfRange,
+                       absl::StrCat("MessagePort transfer index ", *index,
+                                    " out of range (the table has ", table_->ports.size(),
+                                    " ports)"));
+        }
+        if (used_ports_[*index]) {
+          return Error(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("transferred MessagePort #", *index, " is used twice"));
+        }
+        used_ports_[*index] = true;
+        PortSlot& slot = table_->ports[*index];
+        if (!slot.valid()) {
+          return Error(absl::StatusCode::kFailedPrecondition,
+                       absl::StrCat("transferred MessagePort #", *index,
+                                    " is empty (taken already or detached)"));
+        }
+        return Value(slot.Take());
+      }
       default:
         pos_ = tag_pos;
         return Error(absl::StatusCode::kInvalidArgument,
@@ -416,6 +465,7 @@ class Decoder {
   size_t pos_ = 0;
   TransferTable* table_;
   std::vector<bool> used_;
+  std::vector<bool> used_ports_;
 };
 
 }  // namespace
@@ -436,6 +486,8 @@ absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table) {
   table->buffers.reserve(table->buffers.size() + encoder.buffers().size());
   for (Buffer* buffer : encoder.buffers()) table->buffers.push_back(std::move(*buffer));
   for (SharedBuffer& shared : encoder.shared()) table->shared_buffers.push_back(std::move(shared));
+  table->ports.reserve(table->ports.size() + encoder.ports().size());
+  for (PortSlot* slot : encoder.ports()) table->ports.push_back(slot->Take());
   return out;
 }
 

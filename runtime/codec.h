@@ -21,7 +21,7 @@
 //            | 0x09 len:varint byte[len]            Buffer, copied inline
 //            | 0x0a index:varint                    Buffer #index of the TransferTable
 //            | 0x0b index:varint                    SharedBuffer #index of the TransferTable
-//   (0x0c is reserved for MessagePort, added with message ports.)
+//            | 0x0c index:varint                    MessagePort #index of the TransferTable
 //
 // The encoding is canonical: one Value has one encoding (given the table).
 //
@@ -31,8 +31,12 @@
 // handle is copied into table->shared_buffers (one entry per mapping). The
 // transport carries the table beside the bytes (in-process: as is; across
 // processes: the Buffers in a shared segment, the SharedBuffers as fds), so
-// big payloads are never copied into the message. Without a table, Buffers
-// are copied inline and a SharedBuffer cannot be encoded (it needs a table).
+// big payloads are never copied into the message. Every MessagePort is moved
+// into table->ports (the Value's slot is left holding an empty, invalid port);
+// the codec only moves the port object: detaching a started port from its
+// loop is the transport's job (MessagePort::PostMessage does it). Without a
+// table, Buffers are copied inline and a SharedBuffer or a MessagePort cannot
+// be encoded (they need a table).
 //
 // Decoding validates everything and returns a status, never crashes or reads
 // out of bounds: InvalidArgument for malformed content (bad magic, unknown
@@ -70,6 +74,7 @@ namespace wharf {
 struct TransferTable {
   std::vector<Buffer> buffers;
   std::vector<SharedBuffer> shared_buffers;
+  std::vector<PortSlot> ports;  // boxed MessagePorts (see value.h)
 };
 
 struct ValueCodec {
@@ -92,24 +97,25 @@ struct ValueCodec {
     kBufferInline = 0x09,
     kBufferTransferred = 0x0a,
     kSharedBuffer = 0x0b,
-    // MessagePort: added with message ports (0x0c).
+    kPort = 0x0c,
   };
 };
 
 // Encodes `value` without a table: Buffers are copied inline, `value` is not
 // changed. InvalidArgument for a string or key that is not valid UTF-8, a
-// SharedBuffer (needs a TransferTable), or nesting deeper than kMaxDepth;
-// FailedPrecondition for a detached Buffer. Never blocks.
+// SharedBuffer or MessagePort (they need a TransferTable), or nesting deeper than kMaxDepth;
+// FailedPrecondition for a detached Buffer or port. Never blocks.
 absl::StatusOr<std::string> EncodeValue(const Value& value);
 
-// Encodes `value`, moving its Buffers into `table` (indexes continue after
+// Encodes `value`, moving its Buffers and MessagePorts into `table` (indexes continue after
 // the table's existing entries) and copying its SharedBuffer handles there.
 // All or nothing: on any error (as above) neither `value` nor `table`
 // changes. With table == nullptr, the same as EncodeValue(value).
 absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table);
 
 // Decodes a message made by EncodeValue. Transferred items are taken from
-// `table` (Buffers moved out, left detached; SharedBuffer handles copied);
+// `table` (Buffers moved out, left detached; ports moved out, each usable
+// once; SharedBuffer handles copied);
 // table may be nullptr when the message has none. Errors as in the header
 // comment. On failure the table's Buffers that were already taken are lost
 // with the partial value: the transport drops such a message (messageerror).

@@ -34,6 +34,9 @@ struct Inbox {
   EventCount ready;  // the receiver waits here in Receive()
   EventCount space;  // kBlock senders wait here for room
   std::atomic<bool> scheduled{false};  // a drain task is queued on `loop`
+  // Bumped (under mu) when the port is transferred: a drain task carries the
+  // epoch it was posted for, and one left on the old loop does nothing.
+  std::atomic<uint64_t> epoch{0};
 
   Mutex mu;
   EventLoop* loop = nullptr;  // guarded by mu: where drain tasks go
@@ -69,7 +72,7 @@ constexpr int kDrainBatch = 1024;
 
 void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side);
 
-void Drain(const std::shared_ptr<PortCore>& core, int side);
+void Drain(const std::shared_ptr<PortCore>& core, int side, uint64_t epoch);
 
 void UpdateRef(Inbox& in) {
   const bool want = in.started && in.on_message && in.want_ref && !in.close_fired && !in.detached;
@@ -109,14 +112,19 @@ void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side) {
   if (in.scheduled.exchange(true, std::memory_order_acq_rel)) return;
   std::lock_guard<Mutex> lock(in.mu);
   if (in.loop != nullptr) {
-    in.loop->Post([core, side] { Drain(core, side); });
+    const uint64_t epoch = in.epoch.load(std::memory_order_relaxed);
+    in.loop->Post([core, side, epoch] { Drain(core, side, epoch); });
   } else {
     in.scheduled.store(false, std::memory_order_release);
   }
 }
 
-void Drain(const std::shared_ptr<PortCore>& core, int side) {
+void Drain(const std::shared_ptr<PortCore>& core, int side, uint64_t epoch) {
   Inbox& in = core->inbox[side];
+  // Posted before the port was transferred away: it belongs to another owner
+  // now (and epoch only changes on the owner's thread, which is this one
+  // while it matches).
+  if (in.epoch.load(std::memory_order_acquire) != epoch) return;
   in.scheduled.exchange(false, std::memory_order_acq_rel);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (in.detached || in.close_fired) return;
@@ -142,6 +150,9 @@ void Drain(const std::shared_ptr<PortCore>& core, int side) {
       if (!in.queue.try_dequeue(v)) break;
       TookOne(*core, in);
       handler(std::move(v));
+      // The handler may have transferred this very port (it may be running
+      // on another thread now): touch nothing more.
+      if (in.epoch.load(std::memory_order_acquire) != epoch) return;
       if (in.detached || in.close_fired) return;
       if (gen != in.on_message_gen) {
         if (!in.on_message) break;
@@ -157,23 +168,42 @@ std::string CloneError(std::string_view what) {
   return std::string("DataCloneError: ") + std::string(what);
 }
 
-// Collects the Buffers of `v`; fails on a detached Buffer not in `transfer`
-// and on nesting deeper than kMaxDepth.
-absl::Status Scan(const Value& v, int depth, const std::unordered_set<const Buffer*>& transfer,
-                  std::unordered_set<const Buffer*>& found) {
+struct TransferSets {
+  std::unordered_set<const Buffer*> buffers;
+  std::unordered_set<const MessagePort*> ports;
+};
+
+// Collects the Buffers and ports of `v` that are listed; fails on a detached
+// Buffer not in `transfer`, on a port not in `transfer` (ports are never
+// cloned) and on nesting deeper than kMaxDepth.
+absl::Status Scan(const Value& v, int depth, const TransferSets& transfer, TransferSets& found) {
   if (depth > MessagePort::kMaxDepth) {
     return absl::InvalidArgumentError(CloneError("message nested too deeply"));
   }
   switch (v.kind()) {
     case Value::Kind::kBuffer: {
       const Buffer* b = v.GetBuffer();
-      if (transfer.count(b) != 0) {
-        found.insert(b);
+      if (transfer.buffers.count(b) != 0) {
+        found.buffers.insert(b);
       } else if (b->detached()) {
         return absl::InvalidArgumentError(
             CloneError("the message holds a detached Buffer (already transferred)"));
       }
       return absl::OkStatus();
+    }
+    case Value::Kind::kPort: {
+      const MessagePort* p = v.GetPort();
+      if (p != nullptr && transfer.ports.count(p) != 0) {
+        found.ports.insert(p);
+        return absl::OkStatus();
+      }
+      if (p == nullptr || !p->valid()) {
+        return absl::InvalidArgumentError(
+            CloneError("the message holds a detached MessagePort (already transferred)"));
+      }
+      return absl::InvalidArgumentError(CloneError(
+          "a MessagePort in the message is not in the transfer list (ports cannot be "
+          "cloned: list it, as value.GetPort())"));
     }
     case Value::Kind::kArray:
       for (const Value& e : *v.GetArray()) {
@@ -197,20 +227,38 @@ struct PendingMove {
   Buffer* src;
 };
 
+struct PendingPortMove {
+  Value* dst;
+  PortSlot* src;
+};
+
+struct PendingMoves {
+  std::vector<PendingMove> buffers;
+  std::vector<PendingPortMove> ports;
+};
+
 // Deep-copies `src` into `dst`, except the transferred Buffers, recorded in
 // `moves` (dst left null) and moved only once the whole copy succeeded.
-absl::Status CloneInto(Value& src, Value& dst, const std::unordered_set<const Buffer*>& transfer,
-                       std::vector<PendingMove>& moves) {
+absl::Status CloneInto(Value& src, Value& dst, const TransferSets& transfer,
+                       PendingMoves& moves) {
   switch (src.kind()) {
     case Value::Kind::kBuffer: {
       Buffer* b = src.GetBuffer();
-      if (transfer.count(b) != 0) {
-        moves.push_back({&dst, b});
+      if (transfer.buffers.count(b) != 0) {
+        moves.buffers.push_back({&dst, b});
         return absl::OkStatus();
       }
       absl::StatusOr<Buffer> copy = b->Clone();
       if (!copy.ok()) return copy.status();
       dst = Value(*std::move(copy));
+      return absl::OkStatus();
+    }
+    case Value::Kind::kPort: {
+      if (src.GetPort() == nullptr || transfer.ports.count(src.GetPort()) == 0) {
+        return absl::InvalidArgumentError(
+            CloneError("a MessagePort in the message is not in the transfer list"));
+      }
+      moves.ports.push_back({&dst, src.GetPortSlot()});
       return absl::OkStatus();
     }
     case Value::Kind::kArray: {
@@ -247,8 +295,84 @@ absl::Status CloneInto(Value& src, Value& dst, const std::unordered_set<const Bu
   }
 }
 
+// Collects the ports inside `v` (for the move path, where nothing is listed).
+// No depth limit: the move path accepts any depth, and the recursion is no
+// deeper than the Value's own destructor's.
+void CollectPorts(Value& v, std::vector<PortSlot*>& out) {
+  switch (v.kind()) {
+    case Value::Kind::kPort: out.push_back(v.GetPortSlot()); return;
+    case Value::Kind::kArray:
+      for (Value& e : *v.GetArray()) CollectPorts(e, out);
+      return;
+    case Value::Kind::kMap:
+      for (auto& [key, e] : *v.GetMap()) CollectPorts(e, out);
+      return;
+    default: return;
+  }
+}
+
+}  // namespace
+
+// Private access for the PortSlot operations and the transfer code.
+struct PortAccess {
+  static bool Same(const MessagePort& a, const MessagePort& b) {
+    return a.core_ == b.core_ && (a.core_ == nullptr || a.side_ == b.side_);
+  }
+  static bool SameChannel(const MessagePort& a, const MessagePort& b) {
+    return a.core_ != nullptr && a.core_ == b.core_;
+  }
+  // Before a port leaves its owner inside a message: detaches it from its
+  // loop and drops its handlers and ref, keeping the channel and the queued
+  // messages. The receiver starts it again on its own loop. Owner thread.
+  static void DetachForTransfer(MessagePort& port) {
+    Inbox& in = port.core_->inbox[port.side_];
+    {
+      std::lock_guard<Mutex> lock(in.mu);
+      in.loop = nullptr;
+      in.epoch.fetch_add(1, std::memory_order_acq_rel);
+    }
+    // A drain queued on the old loop now does nothing; let the new owner's
+    // Start() schedule its own.
+    in.scheduled.store(false, std::memory_order_release);
+    in.ref.Reset();
+    in.on_message = nullptr;
+    ++in.on_message_gen;
+    in.on_message_error = nullptr;
+    in.on_close = nullptr;
+    in.owner_loop = nullptr;
+    in.started = false;
+    in.want_ref = true;
+  }
+};
+
+// Checks a port about to leave inside a message posted on `self`.
+absl::Status CheckTransferable(const MessagePort& self, const MessagePort* p) {
+  if (p == &self || PortAccess::SameChannel(self, *p)) {
+    return absl::InvalidArgumentError(
+        CloneError("the message holds or lists the posting port or its peer"));
+  }
+  if (!p->valid()) {
+    return absl::InvalidArgumentError(
+        CloneError("a MessagePort to transfer is detached (empty or transferred already)"));
+  }
+  if (p->closed()) {
+    return absl::InvalidArgumentError(CloneError("a MessagePort to transfer is closed"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+const PortSlot::Ops kPortOps = {
+    .destroy = [](MessagePort* port) { delete port; },
+    .take = [](MessagePort* port) { return new MessagePort(std::move(*port)); },
+    .same = [](const MessagePort& a, const MessagePort& b) { return PortAccess::Same(a, b); },
+    .valid = [](const MessagePort& port) { return port.valid(); },
+};
 }  // namespace
 }  // namespace runtime_internal
+
+Value::Value(MessagePort&& port)
+    : rep_(PortSlot(new MessagePort(std::move(port)), &runtime_internal::kPortOps)) {}
 
 using runtime_internal::Inbox;
 using runtime_internal::PortCore;
@@ -282,7 +406,15 @@ void MessagePort::Release() {
   in.on_message = nullptr;
   in.on_message_error = nullptr;
   in.on_close = nullptr;
-  core_.reset();
+  // Nobody can receive these any more. Destroying them now also closes the
+  // ports travelling in them, which breaks ownership cycles (port A queued
+  // at B's channel while B is queued at A's).
+  std::shared_ptr<PortCore> core = std::move(core_);
+  Value v;
+  while (in.queue.try_dequeue(v)) {
+    runtime_internal::TookOne(*core, in);
+    v = Value();
+  }
 }
 
 bool MessagePort::closed() const {
@@ -356,12 +488,34 @@ absl::Status MessagePort::Send(Value&& message) {
   return absl::OkStatus();
 }
 
-absl::Status MessagePort::PostMessage(Value&& message) { return Send(std::move(message)); }
+absl::Status MessagePort::PostMessage(Value&& message) {
+  const Value::Kind kind = message.kind();
+  if (kind != Value::Kind::kArray && kind != Value::Kind::kMap && kind != Value::Kind::kPort) {
+    return Send(std::move(message));
+  }
+  // Ports moved along with the message: the same checks and detach as a
+  // transfer (the whole message is being transferred).
+  std::vector<PortSlot*> ports;
+  runtime_internal::CollectPorts(message, ports);
+  for (PortSlot* slot : ports) {
+    if (slot->get() == nullptr) {
+      return absl::InvalidArgumentError(
+          runtime_internal::CloneError("the message holds a moved-from MessagePort value"));
+    }
+    absl::Status s = runtime_internal::CheckTransferable(*this, slot->get());
+    if (!s.ok()) return s;
+  }
+  if (core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
+  if (!ports.empty() && closed()) return absl::FailedPreconditionError("port closed");
+  for (PortSlot* slot : ports) runtime_internal::PortAccess::DetachForTransfer(*slot->get());
+  return Send(std::move(message));
+}
 
 absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferable> transfer) {
   if (core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
   if (closed()) return absl::FailedPreconditionError("port closed");
-  std::unordered_set<const Buffer*> buffers;
+  runtime_internal::TransferSets listed;
+  std::unordered_set<const Buffer*>& buffers = listed.buffers;
   for (const Transferable& t : transfer) {
     if (const auto* b = std::get_if<Buffer*>(&t)) {
       if (*b == nullptr) return absl::InvalidArgumentError("null Buffer* in the transfer list");
@@ -377,40 +531,52 @@ absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferab
       return absl::InvalidArgumentError(
           runtime_internal::CloneError("a SharedBuffer cannot be transferred (it is shared)"));
     } else {
-      MessagePort* p = std::get<MessagePort*>(t);
+      const MessagePort* p = std::get<MessagePort*>(t);
       if (p == nullptr) return absl::InvalidArgumentError("null MessagePort* in the transfer list");
-      if (p == this || p->core_ == core_) {
-        return absl::InvalidArgumentError(runtime_internal::CloneError(
-            "the transfer list holds the posting port or its peer"));
+      absl::Status s = runtime_internal::CheckTransferable(*this, p);
+      if (!s.ok()) return s;
+      if (!listed.ports.insert(p).second) {
+        return absl::InvalidArgumentError(
+            runtime_internal::CloneError("the same MessagePort is twice in the transfer list"));
       }
-      return absl::UnimplementedError("transferring a MessagePort is not supported yet");
     }
   }
-  std::unordered_set<const Buffer*> found;
-  absl::Status s = runtime_internal::Scan(message, 0, buffers, found);
+  runtime_internal::TransferSets found;
+  absl::Status s = runtime_internal::Scan(message, 0, listed, found);
   if (!s.ok()) return s;
-  if (found.size() != buffers.size()) {
+  if (found.buffers.size() != buffers.size()) {
     return absl::InvalidArgumentError(
         "a Buffer in the transfer list is not inside the message (list pointers to the "
         "message's own Buffers)");
   }
+  if (found.ports.size() != listed.ports.size()) {
+    return absl::InvalidArgumentError(runtime_internal::CloneError(
+        "a MessagePort in the transfer list is not inside the message (list the boxed port: "
+        "value.GetPort())"));
+  }
   Value copy;
-  std::vector<runtime_internal::PendingMove> moves;
-  s = runtime_internal::CloneInto(message, copy, buffers, moves);
+  runtime_internal::PendingMoves moves;
+  s = runtime_internal::CloneInto(message, copy, listed, moves);
   if (!s.ok()) {
     if (absl::IsFailedPrecondition(s)) {
       return absl::InvalidArgumentError(runtime_internal::CloneError(std::string(s.message())));
     }
     return s;
   }
-  // The copy succeeded: now move the transferred Buffers (cannot fail).
-  for (const auto& m : moves) *m.dst = Value(std::move(*m.src));
+  // The copy succeeded: now move the transferred Buffers and ports (cannot
+  // fail). A port leaves its loop first: its handlers are dropped.
+  for (const auto& m : moves.buffers) *m.dst = Value(std::move(*m.src));
+  for (const auto& m : moves.ports) {
+    runtime_internal::PortAccess::DetachForTransfer(*m.src->get());
+    *m.dst = Value(m.src->Take());  // the sender's slot keeps an empty port
+  }
   // Send takes `copy` by reference and moves from it only into the queue, so
   // after a failed send (closed meanwhile, full) it is intact: give the
-  // Buffers back to the sender.
+  // Buffers and ports back to the sender (the ports stay stopped).
   s = Send(std::move(copy));
   if (!s.ok()) {
-    for (const auto& m : moves) *m.src = std::move(*m.dst->GetBuffer());
+    for (const auto& m : moves.buffers) *m.src = std::move(*m.dst->GetBuffer());
+    for (const auto& m : moves.ports) *m.src = std::move(*m.dst->GetPortSlot());
   }
   return s;
 }

@@ -69,9 +69,31 @@
 // Lifetime: a started port must be destroyed (or closed and its OnClose run)
 // before its EventLoop; the peer may outlive it.
 //
-// Not yet: MessagePort as a Value alternative (ports inside messages); a
-// MessagePort* in a transfer list is refused (Unimplemented, or DataCloneError
-// for the posting port and its peer).
+// Ports inside messages (JS: port.postMessage({port: p2}, [p2])):
+//
+//   auto [p1, p2] = wharf::MessageChannel::Create();
+//   wharf::Value msg = wharf::Value::Map();
+//   msg.GetMap()->Set("port", std::move(p2));          // boxed in the Value
+//   wharf::Transferable list[] = {msg["port"]->GetPort()};
+//   a.PostMessage(msg, list);      // msg's slot now holds an empty port
+//   // receiver: wharf::MessagePort p = std::move(*v["port"]->GetPort());
+//
+// A port in a message must be in the transfer list (ports are never cloned),
+// must not be the posting port or its peer, nor closed, nor detached, nor
+// listed twice: otherwise InvalidArgument "DataCloneError: ...", nothing
+// moves. PostMessage(Value&&) moves the ports in the message along with it
+// (same checks). Transferring keeps the channel: the receiver gets the same
+// end, entangled with the same peer, with every message queued at it (also
+// those posted while it was in flight) delivered to its new owner exactly
+// once, in order. A started port is detached from its loop when it leaves:
+// its handlers (OnMessage, OnMessageError, OnClose) and its ref are dropped,
+// and the new owner attaches its own (OnMessage / Start). Transferring a port
+// is an owner operation (the loop's thread once started; a handler may
+// transfer its own port). If the send itself fails after validation (closed
+// meanwhile, full) the ports go back into the sender's message, stopped.
+//
+// Destroying a port drops the messages still queued at it (nobody can receive
+// them), closing any ports inside them.
 
 #ifndef WHARF_RUNTIME_MESSAGE_PORT_H_
 #define WHARF_RUNTIME_MESSAGE_PORT_H_
@@ -98,10 +120,11 @@ class MessagePort;
 
 namespace runtime_internal {
 struct PortCore;
+struct PortAccess;
 }  // namespace runtime_internal
 
-// An item of a transfer list: a Buffer inside the message (moved), or — always
-// refused, as in JS — a SharedBuffer; MessagePort: see the header comment.
+// An item of a transfer list: a Buffer or a MessagePort inside the message
+// (moved), or — always refused, as in JS — a SharedBuffer.
 using Transferable = std::variant<Buffer*, SharedBuffer*, MessagePort*>;
 
 struct PortOptions {
@@ -128,16 +151,18 @@ class MessagePort {
   // Structured clone of `message`, moving the Buffers in `transfer`.
   // Errors (nothing sent, nothing moved):
   //   InvalidArgument "DataCloneError: ..." — a detached Buffer (in the list,
-  //     or in the message and not listed), the same Buffer listed twice, a
-  //     SharedBuffer in the list, the posting port or its peer in the list,
-  //     nesting deeper than kMaxDepth;
+  //     or in the message and not listed), the same Buffer or port listed
+  //     twice, a SharedBuffer in the list, the posting port or its peer in the
+  //     message or the list, a closed or detached port, a port in the message
+  //     that is not listed, a listed port not inside the message, nesting
+  //     deeper than kMaxDepth;
   //   InvalidArgument — a null or a Buffer pointer not inside `message`;
-  //   Unimplemented — another MessagePort in the list;
   //   FailedPrecondition "port closed" — either end closed (or empty port);
   //   ResourceExhausted / DeadlineExceeded — capacity (see PortOptions).
   absl::Status PostMessage(Value& message, std::span<const Transferable> transfer = {});
-  // Moves `message` (no copy at all). Same closure/capacity errors; on an
-  // error the message is dropped.
+  // Moves `message` (no copy at all), ports inside it included (checked and
+  // detached as in a transfer: a DataCloneError leaves `message` intact).
+  // Same closure/capacity errors; after one of those the message is dropped.
   absl::Status PostMessage(Value&& message);
 
   // Closes both ends (see the header comment). Any thread; idempotent.
@@ -183,6 +208,7 @@ class MessagePort {
 
  private:
   friend class MessageChannel;
+  friend struct runtime_internal::PortAccess;
   MessagePort(std::shared_ptr<runtime_internal::PortCore> core, int side)
       : core_(std::move(core)), side_(side) {}
 

@@ -65,6 +65,7 @@ std::string_view Value::KindName(Kind kind) {
     case Kind::kMap: return "map";
     case Kind::kBuffer: return "Buffer";
     case Kind::kSharedBuffer: return "SharedBuffer";
+    case Kind::kPort: return "MessagePort";
   }
   return "unknown";
 }
@@ -161,6 +162,9 @@ absl::StatusOr<Value> Value::Clone() const {
       return Value(*std::move(copy));
     }
     case Kind::kSharedBuffer: return Value(std::get<SharedBuffer>(rep_));
+    case Kind::kPort:
+      return absl::FailedPreconditionError(
+          "a MessagePort cannot be cloned: move it, or list it in the transfer list");
   }
   return absl::InternalError("Value::Clone: unknown kind");
 }
@@ -183,6 +187,7 @@ bool operator==(const Value& a, const Value& b) {
     case Value::Kind::kBuffer: return std::get<Buffer>(a.rep_) == std::get<Buffer>(b.rep_);
     case Value::Kind::kSharedBuffer:
       return std::get<SharedBuffer>(a.rep_).data() == std::get<SharedBuffer>(b.rep_).data();
+    case Value::Kind::kPort: return std::get<PortSlot>(a.rep_) == std::get<PortSlot>(b.rep_);
   }
   return false;
 }
@@ -260,6 +265,9 @@ void AppendValue(std::string& out, const Value& v) {
       break;
     case Value::Kind::kSharedBuffer:
       absl::StrAppend(&out, "SharedBuffer[", v.GetSharedBuffer()->size(), "]");
+      break;
+    case Value::Kind::kPort:
+      out += v.GetPortSlot()->valid() ? "MessagePort" : "MessagePort(detached)";
       break;
   }
 }

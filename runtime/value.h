@@ -10,9 +10,19 @@
 // Kinds (Value::Kind): null, bool, int (int64), double, string (UTF-8),
 // bytes (plain copied bytes), array, map (string keys, insertion order kept),
 // Buffer (move-only ArrayBuffer, see buffer.h) and SharedBuffer (a shared
-// handle to a mapping, see wharf/sync/shared_buffer.h). MessagePort: added
-// with message ports — it becomes one more alternative of the variant below
-// (and one more codec tag), so nothing here changes shape when it arrives.
+// handle to a mapping, see wharf/sync/shared_buffer.h) and MessagePort (an
+// entangled port, see message_port.h: it can only be moved or transferred,
+// never cloned).
+//
+// Value <-> MessagePort: message_port.h needs Value (it sends Values) and a
+// Value can hold a MessagePort, but Bazel forbids the cycle :value <->
+// :message_port. Value keeps the port boxed in a PortSlot: a pointer to a
+// heap MessagePort plus a table of the three operations Value needs on it
+// (destroy, move into a new box, compare). The table and the constructor
+// Value(MessagePort&&) are defined in message_port.cc, so :value links alone
+// (a binary that never links :message_port can never hold a port), no
+// out-of-line symbol of :value is left undefined, and the port costs Value
+// 16 bytes instead of MessagePort's own layout.
 //
 // Ownership: a Value owns its whole tree. Because a Buffer is move-only, so is
 // Value: moving is cheap (no allocation, O(1)) and is what an in-process send
@@ -59,6 +69,56 @@
 namespace wharf {
 
 class Value;
+class MessagePort;
+
+// PortSlot: the owning, move-only box in which a Value keeps a MessagePort
+// (see above). Made by Value(MessagePort&&) (message_port.cc) and Take().
+// A moved-from slot holds nothing (get() == nullptr).
+class PortSlot {
+ public:
+  struct Ops {
+    void (*destroy)(MessagePort* port);
+    MessagePort* (*take)(MessagePort* port);  // a new box moved from *port (left empty)
+    bool (*same)(const MessagePort& a, const MessagePort& b);  // same end of a channel
+    bool (*valid)(const MessagePort& port);
+  };
+
+  PortSlot() = default;
+  PortSlot(MessagePort* port, const Ops* ops) : port_(port), ops_(ops) {}
+  PortSlot(PortSlot&& other) noexcept
+      : port_(std::exchange(other.port_, nullptr)), ops_(other.ops_) {}
+  PortSlot& operator=(PortSlot&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      port_ = std::exchange(other.port_, nullptr);
+      ops_ = other.ops_;
+    }
+    return *this;
+  }
+  PortSlot(const PortSlot&) = delete;
+  PortSlot& operator=(const PortSlot&) = delete;
+  ~PortSlot() { Reset(); }
+
+  MessagePort* get() const { return port_; }
+  // True when the box holds a usable (not moved-from / transferred) port.
+  bool valid() const { return port_ != nullptr && ops_->valid(*port_); }
+  // Moves the port into a new slot; this one keeps an empty, invalid port
+  // (what a transferred port leaves behind). Needs get() != nullptr.
+  PortSlot Take() { return PortSlot(ops_->take(port_), ops_); }
+
+  // Both empty, or boxes of the same end of the same channel.
+  friend bool operator==(const PortSlot& a, const PortSlot& b) {
+    if (a.port_ == nullptr || b.port_ == nullptr) return a.port_ == b.port_;
+    return a.ops_->same(*a.port_, *b.port_);
+  }
+
+ private:
+  void Reset() {
+    if (port_ != nullptr) ops_->destroy(std::exchange(port_, nullptr));
+  }
+  MessagePort* port_ = nullptr;
+  const Ops* ops_ = nullptr;
+};
 
 // Codec<T>: how a user type T becomes a Value and back. Specialise it:
 //
@@ -123,7 +183,6 @@ class ValueMap {
 class Value {
  public:
   // The alternatives, in variant order (index() == Kind).
-  // MessagePort: added with message ports (kPort after kSharedBuffer).
   enum class Kind : uint8_t {
     kNull = 0,
     kBool,
@@ -135,6 +194,7 @@ class Value {
     kMap,
     kBuffer,
     kSharedBuffer,
+    kPort,
   };
   // "null", "bool", "int", ... for messages.
   static std::string_view KindName(Kind kind);
@@ -164,6 +224,10 @@ class Value {
   Value(ValueMap map) : rep_(std::move(map)) {}
   Value(Buffer buffer) : rep_(std::move(buffer)) {}
   Value(SharedBuffer shared) : rep_(std::move(shared)) {}
+  // Moves `port` into the value (boxed). Defined in message_port.cc: link
+  // //runtime:message_port to use it.
+  Value(MessagePort&& port);
+  explicit Value(PortSlot slot) : rep_(std::move(slot)) {}
 
   Value(Value&&) noexcept = default;
   Value& operator=(Value&&) noexcept = default;
@@ -208,6 +272,7 @@ class Value {
   bool IsMap() const { return kind() == Kind::kMap; }
   bool IsBuffer() const { return kind() == Kind::kBuffer; }
   bool IsSharedBuffer() const { return kind() == Kind::kSharedBuffer; }
+  bool IsPort() const { return kind() == Kind::kPort; }
 
   // Checked reads: InvalidArgument "expected int, got string" on a mismatch.
   // AsDouble also accepts an int (converted, like a JS number).
@@ -229,6 +294,14 @@ class Value {
   Buffer* GetBuffer() { return std::get_if<Buffer>(&rep_); }
   const SharedBuffer* GetSharedBuffer() const { return std::get_if<SharedBuffer>(&rep_); }
   SharedBuffer* GetSharedBuffer() { return std::get_if<SharedBuffer>(&rep_); }
+  // The boxed port (nullptr if another kind, or a moved-from value). After a
+  // transfer the box holds an empty port (valid() false).
+  MessagePort* GetPort() const {
+    const PortSlot* slot = std::get_if<PortSlot>(&rep_);
+    return slot == nullptr ? nullptr : slot->get();
+  }
+  const PortSlot* GetPortSlot() const { return std::get_if<PortSlot>(&rep_); }
+  PortSlot* GetPortSlot() { return std::get_if<PortSlot>(&rep_); }
 
   // Map member `key`: nullptr if this is not a map or has no such key.
   const Value* operator[](std::string_view key) const;
@@ -252,12 +325,14 @@ class Value {
   // --- Copy, compare, print --------------------------------------------------
 
   // A deep copy. Buffers are copied, SharedBuffers share their mapping.
-  // FailedPrecondition if the tree holds a detached Buffer.
+  // FailedPrecondition if the tree holds a detached Buffer or a MessagePort
+  // (ports are never cloned: transfer them).
   absl::StatusOr<Value> Clone() const;
 
   // Deep equality. Doubles compare by bit pattern (so NaN == NaN with the
   // same bits, and 0.0 != -0.0: what a round trip preserves); Buffers by
-  // detached state and bytes; SharedBuffers by identity of the mapping.
+  // detached state and bytes; SharedBuffers by identity of the mapping;
+  // MessagePorts by identity of the channel end (PortSlot's ==).
   friend bool operator==(const Value& a, const Value& b);
 
   // A JSON-like rendering for logs and test failures (not a wire format):
@@ -266,7 +341,7 @@ class Value {
 
  private:
   using Rep = std::variant<std::monostate, bool, int64_t, double, std::string, ValueBytes,
-                           ValueArray, ValueMap, Buffer, SharedBuffer>;
+                           ValueArray, ValueMap, Buffer, SharedBuffer, PortSlot>;
   static absl::Status KindError(Kind expected, Kind got);
   static uint64_t PodTag(std::string_view type_name, size_t size, size_t align);
   static absl::Status CheckPod(const Value& v, uint64_t tag, size_t size);

@@ -247,8 +247,11 @@ TEST(CodecTest, DecodeRejectsEveryTruncation) {
 }
 
 TEST(CodecTest, DecodeRejectsUnknownTags) {
-  ExpectDecodeError(Msg(B({0x0c})), absl::StatusCode::kInvalidArgument,
-                    "byte offset 3: unknown value tag 0x0c");
+  ExpectDecodeError(Msg(B({0x0d})), absl::StatusCode::kInvalidArgument,
+                    "byte offset 3: unknown value tag 0x0d");
+  // 0x0c is a MessagePort: its index needs a table (port_transfer_test).
+  ExpectDecodeError(Msg(B({0x0c, 0x00})), absl::StatusCode::kInvalidArgument,
+                    "MessagePort #0 but no TransferTable");
   ExpectDecodeError(Msg(B({0x07, 1, 0xff})), absl::StatusCode::kInvalidArgument,
                     "unknown value tag 0xff");
 }

@@ -1,0 +1,100 @@
+// BroadcastChannel: Node's (and the web's) BroadcastChannel, in-process.
+//
+//   wharf::BroadcastChannel a("jobs");                 // on EventLoop::Current()
+//   wharf::BroadcastChannel b("jobs", loop);           // or an explicit loop
+//   b.OnMessage([](wharf::Value v) { ... });
+//   a.PostMessage(wharf::Value("hello"));              // b gets it, a does not
+//
+// Every open BroadcastChannel object with the same name in this process
+// receives each message posted on any of them exactly once, except the
+// object that posted it. Messages are delivered on each receiver's EventLoop,
+// in the order posted by each posting thread.
+//
+// PostMessage(const Value&) structured-clones the message once per receiver:
+// Buffers are copied, SharedBuffers shared; a MessagePort (ports belong to one
+// receiver and cannot be broadcast) or a detached Buffer is refused with
+// InvalidArgument "DataCloneError: ...". Posting on a closed channel returns
+// FailedPrecondition. A message with no receiver is dropped (OK).
+//
+// Receiving: the loop is EventLoop::Current() at construction, or the one
+// given, or set later by Start(loop) / by OnMessage() while a loop runs on the
+// calling thread. Messages that arrive before the channel has a loop are kept
+// and delivered once it has one; a message delivered while no OnMessage
+// handler is set is dropped (Node dispatches it to no listener).
+//
+// Close(): stops receiving (messages already queued for this channel are
+// dropped, its handler is released) and removes it from the name's group;
+// later posts on it fail. Idempotent; also done by the destructor.
+//
+// Ref/unref (Node's rule, as for ports): a channel with a loop and an
+// OnMessage handler keeps the loop's Run() going until it is closed or
+// Unref()'d; Ref() undoes Unref().
+//
+// Thread-safety: PostMessage may be called from any thread, concurrently with
+// everything, including other channels' Close() and destruction (the registry
+// is guarded by a mutex; deliveries hold the receiver's state alive and check
+// its closed flag under its lock). OnMessage, Start, Ref, Unref, Close and
+// destruction belong to the owner: one thread at a time, the loop's thread
+// once the channel has a loop. Handlers run on the loop's thread. The loop
+// must outlive the channel's Close() (or destruction).
+//
+// Costs: a post takes the registry lock to snapshot the group, then per
+// receiver one deep copy of the message and one EventLoop::Post.
+
+#ifndef WHARF_RUNTIME_BROADCAST_CHANNEL_H_
+#define WHARF_RUNTIME_BROADCAST_CHANNEL_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "wharf/runtime/event_loop.h"
+#include "wharf/runtime/value.h"
+
+namespace wharf {
+
+namespace runtime_internal {
+struct BroadcastMember;
+}  // namespace runtime_internal
+
+class BroadcastChannel {
+ public:
+  // Joins the group `name`; the loop is EventLoop::Current() (may be null:
+  // see Start()).
+  explicit BroadcastChannel(std::string name);
+  BroadcastChannel(std::string name, EventLoop& loop);
+  BroadcastChannel(BroadcastChannel&&) noexcept;
+  BroadcastChannel& operator=(BroadcastChannel&&) noexcept;  // closes *this first
+  BroadcastChannel(const BroadcastChannel&) = delete;
+  BroadcastChannel& operator=(const BroadcastChannel&) = delete;
+  ~BroadcastChannel();  // Close()
+
+  // The group's name ("" for a moved-from channel).
+  const std::string& name() const;
+
+  // Sends a clone of `message` to every other open channel of the group.
+  // Any thread. Errors: see the header comment.
+  absl::Status PostMessage(const Value& message);
+
+  // Sets the handler (replacing any); starts the channel on
+  // EventLoop::Current() when it has no loop and one runs here.
+  void OnMessage(std::function<void(Value)> handler);
+  // Gives a channel without a loop its loop and delivers what is waiting. A
+  // no-op on the same loop; FailedPrecondition on another loop, or when
+  // closed.
+  absl::Status Start(EventLoop& loop);
+  void Ref();
+  void Unref();
+
+  void Close();
+  bool closed() const;
+
+ private:
+  void UpdateRef();
+  std::shared_ptr<runtime_internal::BroadcastMember> member_;
+};
+
+}  // namespace wharf
+
+#endif  // WHARF_RUNTIME_BROADCAST_CHANNEL_H_

@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "bench/ping_pong.h"
+#include "bench/pthread_robust_mutex.h"
 #include "boost/interprocess/sync/interprocess_mutex.hpp"
 #include "wharf/sync/mutex.h"
 
@@ -67,22 +68,8 @@ struct PthreadDefault {
   void unlock() { pthread_mutex_unlock(&mu); }
 };
 
-struct PthreadRobustShared {
+struct PthreadRobustShared : wharf::bench::PthreadRobustMutex {
   static constexpr const char* kName = "pthread_robust_pshared";
-  pthread_mutex_t mu;
-  PthreadRobustShared() {
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (pthread_mutex_init(&mu, &attr) != 0) std::abort();
-    pthread_mutexattr_destroy(&attr);
-  }
-  ~PthreadRobustShared() { pthread_mutex_destroy(&mu); }
-  void lock() {
-    if (pthread_mutex_lock(&mu) != 0) std::abort();
-  }
-  void unlock() { pthread_mutex_unlock(&mu); }
 };
 
 struct Absl {

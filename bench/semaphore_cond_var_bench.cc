@@ -34,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "benchmark/benchmark.h"
 #include "bench/ping_pong.h"
+#include "bench/pthread_robust_mutex.h"
 #include "wharf/sync/cond_var.h"
 #include "wharf/sync/mutex.h"
 #include "wharf/sync/semaphore.h"
@@ -137,22 +138,8 @@ struct StdCondVar {
 
 struct PthreadCondVar {
   static std::string Name() { return "pthread_robust_pshared"; }
-  struct Mutex {
-    pthread_mutex_t mu;
-    Mutex() {
-      pthread_mutexattr_t attr;
-      pthread_mutexattr_init(&attr);
-      pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-      pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-      if (pthread_mutex_init(&mu, &attr) != 0) std::abort();
-      pthread_mutexattr_destroy(&attr);
-    }
-    ~Mutex() { pthread_mutex_destroy(&mu); }
-    void lock() {
-      if (pthread_mutex_lock(&mu) != 0) std::abort();
-    }
-    void unlock() { pthread_mutex_unlock(&mu); }
-  };
+  using Mutex = wharf::bench::PthreadRobustMutex;
+
   struct CondVar {
     pthread_cond_t cv;
     CondVar() {

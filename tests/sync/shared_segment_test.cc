@@ -474,16 +474,9 @@ TEST(SharedSegmentTest, ChildFindsAndUpdatesParentsObjects) {
 
 // Runs last (tests run in file order): every test above removed its names.
 TEST(SharedSegmentTest, ZzNoShmEntriesLeftBehind) {
-  const std::string mine = "wharf_test_" + Tag() + "_" + std::to_string(::getpid()) + "_";
-  DIR* dir = ::opendir("/dev/shm");
-  ASSERT_NE(dir, nullptr);
-  std::vector<std::string> left;
-  while (const dirent* e = ::readdir(dir)) {
-    const std::string n = e->d_name;
-    if (n.rfind(mine, 0) == 0) left.push_back(n);
+  for (const std::string& n : testing::ShmLeftovers()) {
+    ADD_FAILURE() << "left behind: /dev/shm/" << n;
   }
-  ::closedir(dir);
-  for (const std::string& n : left) ADD_FAILURE() << "left behind: /dev/shm/" << n;
 }
 
 }  // namespace

@@ -2,12 +2,14 @@
 #ifndef WHARF_TESTS_TESTING_UNIQUE_NAME_H_
 #define WHARF_TESTS_TESTING_UNIQUE_NAME_H_
 
+#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -30,6 +32,24 @@ inline std::string UniqueName(std::string_view what) {
   static std::atomic<int> counter{0};
   return absl::StrCat("wharf_test_", std::string(what), "_", static_cast<int>(::getpid()), "_",
                       ProcessTag(), "_", counter.fetch_add(1));
+}
+
+// The /dev/shm entries this process created through UniqueName and has not
+// removed: a test file's last test checks this is empty.
+inline std::vector<std::string> ShmLeftovers() {
+  const std::string mine =
+      absl::StrCat("_", static_cast<int>(::getpid()), "_", ProcessTag(), "_");
+  std::vector<std::string> left;
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name.rfind("wharf_test_", 0) == 0 && name.find(mine) != std::string::npos) {
+        left.push_back(name);
+      }
+    }
+    ::closedir(dir);
+  }
+  return left;
 }
 
 }  // namespace wharf::testing

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -211,11 +212,12 @@ TEST(RwLockTest, StressMutualExclusion) {
 }
 
 // Readers keep the lock continuously held (their read sections overlap), so
-// a reader-preferring lock would never admit the writer. Each write must get
-// in within a bounded number of reader acquisitions. The bound is generous:
-// readers may get in only between the writer's call and its setting kWriter
-// (a few instructions, unless the writer is preempted there); starvation
-// would be unbounded (and caught by the watchdog).
+// a reader-preferring lock would never admit the writer: the writes would not
+// finish and the watchdog would fire. Readers may still get in between the
+// writer's call and its setting kWriter: a few instructions, unless the
+// writer is preempted right there, which on a loaded 2-core CI machine under
+// TSan happens to the odd write (one once saw 23522 reads). So the bound is
+// checked on the 90th percentile of the writes, not on the single worst.
 TEST(RwLockTest, StressWriterNotStarvedByReaderStream) {
   Watchdog dog("StressWriterNotStarvedByReaderStream", absl::Seconds(60));
   constexpr int kReaders = 3;
@@ -242,17 +244,19 @@ TEST(RwLockTest, StressWriterNotStarvedByReaderStream) {
     });
   }
   start.arrive_and_wait();
-  int64_t worst = 0;
+  std::vector<int64_t> let_in;  // reads that got in while each write waited
   for (int w = 0; w < kWrites; ++w) {
     const int64_t before = reads.load();
     ASSERT_EQ(lock.Lock(), LockResult::kOk);
-    worst = std::max(worst, reads.load() - before);
+    let_in.push_back(reads.load() - before);
     lock.Unlock();
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   done = true;
   for (auto& t : readers) t.join();
-  EXPECT_LE(worst, kBound);
+  std::sort(let_in.begin(), let_in.end());
+  EXPECT_LE(let_in[kWrites * 9 / 10], kBound)
+      << "median " << let_in[kWrites / 2] << ", worst " << let_in.back();
   EXPECT_GT(overlapped.load(), 0);  // the read sections did overlap
 }
 

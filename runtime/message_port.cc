@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
@@ -12,7 +13,9 @@
 #include <concurrentqueue/concurrentqueue.h>
 
 #include "absl/time/clock.h"
+#include "wharf/runtime/internal/asymmetric_fence.h"
 #include "wharf/runtime/internal/event_count.h"
+#include "wharf/runtime/internal/in_flight_senders.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/mutex.h"
 
@@ -21,21 +24,45 @@ namespace runtime_internal {
 
 // One direction of a channel: the queue a port receives from.
 //
-// state: bit 63 = closed; low bits = senders inside PostMessage between their
-// check of the closed bit and the end of their enqueue. Once closed and the
-// in-flight count is 0, no message can arrive any more, so "closed, no sender
-// in flight, count == 0" means closed and drained.
-// count: messages reserved or queued (incremented before the enqueue,
-// decremented after the dequeue): capacity and the emptiness test.
+// state: kClosing, then kClosed. Close() sets kClosing, runs HeavyFence()
+// and then sets kClosed: a sender between InFlightSenders::Enter(inbox) and
+// Leave() that did not see kClosing is visible in InFlightSenders to whoever
+// saw kClosed (the Dekker pair of in_flight_senders.h). So "kClosed, no
+// sender in flight, queue empty" means closed and drained: nothing can
+// arrive any more. A send costs no atomic read-modify-write for this (an
+// in-flight counter's two RMWs per message, each waiting for the store
+// buffer to drain the message's cache-missing slot, were 70% of a send's
+// time in //bench:port_bench BM_Throughput).
+// count (bounded ports only): messages reserved or queued (incremented before
+// the enqueue, decremented after the dequeue): the capacity test. An
+// unbounded port does not keep it: a counter written by both the senders and
+// the receiver moves its cache line across CPUs twice per message, which cut
+// throughput to a sixth (//bench:port_bench BM_Throughput, 3.0 M/s with it).
+//
+// Layout: the fields are grouped by who writes them, one cache line each —
+// senders (state), the receiver's sleeps (ready), drain scheduling (rarely
+// written; read by every sender) — so that a send and a receive running on
+// two CPUs share no line except the queue's own.
 struct Inbox {
-  static constexpr uint64_t kClosed = uint64_t{1} << 63;
-  static constexpr uint64_t kInFlight = kClosed - 1;
+  static constexpr uint32_t kClosing = 1;
+  static constexpr uint32_t kClosed = 2;
+
+  explicit Inbox(bool bounded_in) : bounded(bounded_in) {}
 
   moodycamel::ConcurrentQueue<Value> queue;
-  std::atomic<uint64_t> state{0};
-  std::atomic<int64_t> count{0};
-  EventCount ready;  // the receiver waits here in Receive()
-  EventCount space;  // kBlock senders wait here for room
+  const bool bounded;
+  alignas(64) std::atomic<uint32_t> state{0};
+  alignas(64) std::atomic<int64_t> count{0};
+  // Asymmetric fences: a post's Notify costs no fence, a sleep a membarrier.
+  alignas(64) EventCount ready{FutexScope::kPrivate, EventCount::Fences::kAsymmetric};
+  // kBlock senders wait here for room; the receiver notifies after each take.
+  alignas(64) EventCount space{FutexScope::kPrivate, EventCount::Fences::kAsymmetric};
+  // `attached`: the port is started on a loop (set under mu). A sender reads
+  // it after its enqueue and the LightFence in ready.Notify(); Start() sets it
+  // and runs HeavyFence() before scheduling its own drain: either the sender
+  // sees it and schedules a drain, or that drain sees the message. Without a
+  // loop a send skips scheduling (and its seq_cst fence) altogether.
+  alignas(64) std::atomic<bool> attached{false};
   std::atomic<bool> scheduled{false};  // a drain task is queued on `loop`
   // Bumped (under mu) when the port is transferred: a drain task carries the
   // epoch it was posted for, and one left on the old loop does nothing.
@@ -56,15 +83,45 @@ struct Inbox {
   bool close_fired = false;
   bool detached = false;  // the port object is gone
 
+  // Owner thread (the only dequeuer). Exact: after the acquire load saw no
+  // sender in flight, every enqueue happened before, and only this thread
+  // dequeues, so the queue's size is not moving.
   bool Drained() const {
-    const uint64_t s = state.load(std::memory_order_acquire);
-    return (s & kClosed) != 0 && (s & kInFlight) == 0 &&
-           count.load(std::memory_order_acquire) == 0;
+    if ((state.load(std::memory_order_acquire) & kClosed) == 0) return false;
+    if (InFlightSenders::AnyIn(this)) return false;
+    if (cached_next < cached_end) return false;
+    return bounded ? count.load(std::memory_order_acquire) == 0 : queue.size_approx() == 0;
   }
+
+  // Owner thread: the next message, or false. Dequeues in bulk (up to
+  // kCache at a time, from one producer's sub-queue, in its order) into a
+  // receiver-side cache: one bulk dequeue costs moodycamel about what one
+  // single dequeue does, and it was the consumer's largest cost.
+  bool TryTake(Value& out) {
+    if (cached_next == cached_end) {
+      if (cache == nullptr) cache = std::make_unique<Value[]>(kCache);
+      cached_end = queue.try_dequeue_bulk(cache.get(), kCache);
+      cached_next = 0;
+      if (cached_end == 0) return false;
+    }
+    out = std::move(cache[cached_next]);
+    cache[cached_next++] = Value();
+    return true;
+  }
+  // Owner thread: something to take now (cheap enough to poll).
+  bool Ready() const { return cached_next < cached_end || queue.size_approx() != 0; }
+
+  // The receiver-side cache of TryTake (owner thread). Taken from `queue`
+  // but not yet by the user: still queued as far as anyone can tell.
+  static constexpr size_t kCache = 32;
+  std::unique_ptr<Value[]> cache;
+  size_t cached_next = 0;
+  size_t cached_end = 0;
 };
 
 struct PortCore {
-  explicit PortCore(const PortOptions& o) : options(o) {}
+  explicit PortCore(const PortOptions& o)
+      : options(o), inbox{Inbox(o.capacity != 0), Inbox(o.capacity != 0)} {}
   const PortOptions options;
   Inbox inbox[2];
 };
@@ -89,6 +146,7 @@ void UpdateRef(Inbox& in) {
 void DetachLoop(Inbox& in) {
   std::lock_guard<Mutex> lock(in.mu);
   in.loop = nullptr;
+  in.attached.store(false, std::memory_order_relaxed);
 }
 
 void MaybeFireClose(Inbox& in) {
@@ -101,16 +159,23 @@ void MaybeFireClose(Inbox& in) {
   if (cb) cb();
 }
 
-void TookOne(PortCore& core, Inbox& in) {
-  in.count.fetch_sub(1, std::memory_order_acq_rel);
-  if (core.options.capacity != 0) in.space.Notify();
+void TookOne(Inbox& in) {
+  if (in.bounded) {
+    in.count.fetch_sub(1, std::memory_order_acq_rel);
+    in.space.Notify();
+  }
 }
 
 void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side) {
   Inbox& in = core->inbox[side];
   // The caller did a seq_cst fence (EventCount::Notify) after its enqueue;
   // Drain does one after clearing the flag: a post that sees `scheduled`
-  // still set is seen by that drain.
+  // still set is seen by that drain, and one that sees `attached` clear is
+  // seen by the drain Start() schedules (see Inbox::attached).
+  if (!in.attached.load(std::memory_order_relaxed)) return;
+  // Pairs with Drain's fence after it clears `scheduled` (both seq_cst: a
+  // drain per burst is too frequent for a HeavyFence).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (in.scheduled.load(std::memory_order_acquire)) return;
   if (in.scheduled.exchange(true, std::memory_order_acq_rel)) return;
   std::lock_guard<Mutex> lock(in.mu);
@@ -150,8 +215,8 @@ void Drain(const std::shared_ptr<PortCore>& core, int side, uint64_t epoch) {
         ScheduleDrain(core, side);  // yield to the loop's other work
         return;
       }
-      if (!in.queue.try_dequeue(v)) break;
-      TookOne(*core, in);
+      if (!in.TryTake(v)) break;
+      TookOne(in);
       handler(std::move(v));
       // The handler may have transferred this very port (it may be running
       // on another thread now): touch nothing more.
@@ -332,6 +397,7 @@ struct PortAccess {
     {
       std::lock_guard<Mutex> lock(in.mu);
       in.loop = nullptr;
+      in.attached.store(false, std::memory_order_relaxed);
       in.epoch.fetch_add(1, std::memory_order_acq_rel);
     }
     // A drain queued on the old loop now does nothing; let the new owner's
@@ -414,20 +480,24 @@ void MessagePort::Release() {
   // at B's channel while B is queued at A's).
   std::shared_ptr<PortCore> core = std::move(core_);
   Value v;
-  while (in.queue.try_dequeue(v)) {
-    runtime_internal::TookOne(*core, in);
+  while (in.TryTake(v)) {
+    runtime_internal::TookOne(in);
     v = Value();
   }
 }
 
 bool MessagePort::closed() const {
   return core_ == nullptr ||
-         (core_->inbox[side_].state.load(std::memory_order_acquire) & Inbox::kClosed) != 0;
+         core_->inbox[side_].state.load(std::memory_order_acquire) != 0;
 }
 
 void MessagePort::Close() {
   if (core_ == nullptr) return;
-  for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosed, std::memory_order_acq_rel);
+  // See Inbox::state: kClosing, the heavy side of the senders' Dekker pair,
+  // then kClosed.
+  for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosing, std::memory_order_acq_rel);
+  runtime_internal::HeavyFence();
+  for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosed, std::memory_order_release);
   for (int side = 0; side < 2; ++side) {
     Inbox& in = core_->inbox[side];
     in.ready.NotifyAll();
@@ -443,8 +513,9 @@ absl::Status MessagePort::Send(Value&& message) {
   const PortOptions& opt = core_->options;
   const int64_t cap = static_cast<int64_t>(opt.capacity);
   // Leaves the in-flight window; wakes the receiver when `wake`.
+  using runtime_internal::InFlightSenders;
   auto leave = [&](bool wake) {
-    out.state.fetch_sub(1, std::memory_order_acq_rel);
+    InFlightSenders::Leave();
     if (wake) {
       out.ready.Notify();
       runtime_internal::ScheduleDrain(core_, peer);
@@ -456,13 +527,14 @@ absl::Status MessagePort::Send(Value&& message) {
     deadline = absl::Now() + opt.block_timeout;
   }
   for (;;) {
-    const uint64_t s = out.state.fetch_add(1, std::memory_order_acq_rel);
-    if ((s & Inbox::kClosed) != 0) {
-      leave(true);  // a drain may be waiting for the in-flight count
+    InFlightSenders::Enter(&out);  // then LightFence: see Inbox::state
+    if (out.state.load(std::memory_order_relaxed) != 0) {
+      leave(true);  // a receiver may be waiting for the in-flight senders
       return absl::FailedPreconditionError("port closed");
     }
+    if (cap == 0) break;
     const int64_t queued = out.count.fetch_add(1, std::memory_order_acq_rel);
-    if (cap == 0 || queued < cap) break;
+    if (queued < cap) break;
     out.count.fetch_sub(1, std::memory_order_acq_rel);
     leave(false);
     if (opt.on_full == PortOptions::OnFull::kFail) {
@@ -470,7 +542,7 @@ absl::Status MessagePort::Send(Value&& message) {
     }
     auto has_room = [&] {
       return out.count.load(std::memory_order_acquire) < cap ||
-             (out.state.load(std::memory_order_acquire) & Inbox::kClosed) != 0;
+             out.state.load(std::memory_order_acquire) != 0;
     };
     if (has_room()) continue;
     const runtime_internal::EventCount::Key key = out.space.PrepareWait();
@@ -483,7 +555,7 @@ absl::Status MessagePort::Send(Value&& message) {
     }
   }
   if (!out.queue.enqueue(std::move(message))) {
-    out.count.fetch_sub(1, std::memory_order_acq_rel);
+    if (cap != 0) out.count.fetch_sub(1, std::memory_order_acq_rel);
     leave(false);
     return absl::ResourceExhaustedError("out of memory queueing a message");
   }
@@ -588,8 +660,8 @@ std::optional<Value> MessagePort::TryReceive() {
   if (core_ == nullptr) return std::nullopt;
   Inbox& in = core_->inbox[side_];
   Value v;
-  if (!in.queue.try_dequeue(v)) return std::nullopt;
-  runtime_internal::TookOne(*core_, in);
+  if (!in.TryTake(v)) return std::nullopt;
+  runtime_internal::TookOne(in);
   return v;
 }
 
@@ -604,27 +676,33 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   Value v;
+  if (in.TryTake(v)) {  // the busy receiver's path: no clock, no wait
+    runtime_internal::TookOne(in);
+    return v;
+  }
   // Spin first: a reply from a peer running on another CPU usually arrives
   // within a few µs, while a futex sleep+wake hand-off costs 7-12 µs each way
   // on the 2-core VM (//bench:port_bench ping-pong: 14.9 µs per round trip with
   // only the event count's ~100-pause spin). An idle receiver pays the spin
-  // once per Receive, then sleeps.
+  // once per Receive, then sleeps. The spin polls only the queue (its producer
+  // indices: read-only, no line is taken from the sender) and looks at the
+  // closed state once per round.
   const absl::Time spin_end = std::min(deadline, absl::Now() + kReceiveSpin);
   for (bool spinning = true; spinning;) {
     for (int i = 0; i < 64; ++i) {
-      if (in.queue.size_approx() != 0 || in.Drained()) {
+      if (in.Ready()) {
         spinning = false;
         break;
       }
       sync_internal::CpuRelax();
     }
-    if (spinning && absl::Now() >= spin_end) spinning = false;
+    if (spinning && (in.Drained() || absl::Now() >= spin_end)) spinning = false;
   }
   for (;;) {
-    if (in.queue.try_dequeue(v)) break;
+    if (in.TryTake(v)) break;
     if (in.Drained()) return absl::CancelledError("port closed");
     const runtime_internal::EventCount::Key key = in.ready.PrepareWait();
-    if (in.queue.try_dequeue(v)) {
+    if (in.TryTake(v)) {
       in.ready.CancelWait();
       break;
     }
@@ -633,11 +711,11 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
       return absl::CancelledError("port closed");
     }
     if (!in.ready.CommitWait(key, deadline) && absl::Now() >= deadline) {
-      if (in.queue.try_dequeue(v)) break;
+      if (in.TryTake(v)) break;
       return absl::DeadlineExceededError("no message before the timeout");
     }
   }
-  runtime_internal::TookOne(*core_, in);
+  runtime_internal::TookOne(in);
   return v;
 }
 
@@ -688,7 +766,9 @@ absl::Status MessagePort::Start(EventLoop& loop) {
   {
     std::lock_guard<Mutex> lock(in.mu);
     in.loop = &loop;
+    in.attached.store(true, std::memory_order_seq_cst);
   }
+  runtime_internal::HeavyFence();  // see Inbox::attached
   runtime_internal::UpdateRef(in);
   runtime_internal::ScheduleDrain(core_, side_);
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 #include "wharf/runtime/internal/event_count.h"
 
 #include "absl/time/clock.h"
+#include "wharf/runtime/internal/asymmetric_fence.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
 
@@ -10,7 +11,11 @@ using sync_internal::CpuRelax;
 
 EventCount::Key EventCount::PrepareWait() noexcept {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // A: matches B
+  if (asymmetric_) {
+    HeavyFence();  // A: matches B
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // A: matches B
+  }
   return epoch_.load(std::memory_order_acquire);
 }
 
@@ -29,7 +34,7 @@ bool EventCount::CommitWait(Key key, absl::Time deadline) noexcept {
   }
   while (!notified) {
     const FutexWaitResult r = FutexWait(&epoch_, key, scope_, deadline);
-    // acquire: pairs with the release bump in NotifyImpl.
+    // acquire: pairs with the release bump in Wake.
     if (epoch_.load(std::memory_order_acquire) != key) {
       notified = true;
     } else if (r == FutexWaitResult::kTimedOut || absl::Now() >= deadline) {
@@ -41,9 +46,7 @@ bool EventCount::CommitWait(Key key, absl::Time deadline) noexcept {
   return notified;
 }
 
-void EventCount::NotifyImpl(int count) noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // B: matches A
-  if (waiters_.load(std::memory_order_relaxed) == 0) return;
+void EventCount::Wake(int count) noexcept {
   epoch_.fetch_add(1, std::memory_order_release);
   FutexWake(&epoch_, count, scope_);
 }

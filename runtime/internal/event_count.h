@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "absl/time/time.h"
+#include "wharf/runtime/internal/asymmetric_fence.h"
 #include "wharf/sync/futex.h"
 
 namespace wharf::runtime_internal {
@@ -38,7 +39,16 @@ class EventCount {
   // The epoch read by PrepareWait(); CommitWait() sleeps while it is current.
   using Key = uint32_t;
 
-  explicit EventCount(FutexScope scope = FutexScope::kPrivate) noexcept : scope_(scope) {}
+  // kAsymmetric: the A/B pair below uses HeavyFence (in PrepareWait, the
+  // sleeper's side) and LightFence (in Notify, the hot side) from
+  // asymmetric_fence.h instead of two seq_cst fences: Notify then costs no
+  // fence instruction, and each sleep a membarrier(2). Only for an EventCount
+  // whose threads are all in this process (so never with kShared).
+  enum class Fences : uint8_t { kSymmetric, kAsymmetric };
+
+  explicit EventCount(FutexScope scope = FutexScope::kPrivate,
+                      Fences fences = Fences::kSymmetric) noexcept
+      : scope_(scope), asymmetric_(fences == Fences::kAsymmetric && scope == FutexScope::kPrivate) {}
   EventCount(const EventCount&) = delete;
   EventCount& operator=(const EventCount&) = delete;
 
@@ -57,25 +67,38 @@ class EventCount {
 
   // Wakes one waiter (NotifyAll: every waiter). With no waiter announced:
   // one seq_cst fence and one load, no syscall. Never blocks.
-  void Notify() noexcept { NotifyImpl(1); }
-  void NotifyAll() noexcept { NotifyImpl(0x7fffffff); }
+  void Notify() noexcept {
+    if (AnyWaiter()) Wake(1);
+  }
+  void NotifyAll() noexcept {
+    if (AnyWaiter()) Wake(0x7fffffff);
+  }
 
   // For tests: threads between PrepareWait() and the end of their wait.
   uint32_t WaitersForTesting() const noexcept { return waiters_.load(std::memory_order_relaxed); }
 
  private:
-  void NotifyImpl(int count) noexcept;
+  bool AnyWaiter() noexcept {
+    if (asymmetric_) {
+      LightFence();  // B: matches A
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);  // B: matches A
+    }
+    return waiters_.load(std::memory_order_relaxed) != 0;
+  }
+  void Wake(int count) noexcept;
 
   // Protocol.
   //   epoch_   (the futex word): bumped by every Notify that saw a waiter.
   //   waiters_ : the number of threads between PrepareWait and the end of
   //              CommitWait/CancelWait.
   // Consumer (PrepareWait):
-  //   A: waiters_.fetch_add(1) then a seq_cst fence, then the caller re-checks
-  //      its condition (its queue). Matches B.
+  //   A: waiters_.fetch_add(1) then a seq_cst fence (kAsymmetric: HeavyFence),
+  //      then the caller re-checks its condition (its queue). Matches B.
   //   key = epoch_ (acquire), read after the announcement.
   // Producer (Notify), after its push:
-  //   B: seq_cst fence, then waiters_.load(). Matches A. If 0: return.
+  //   B: seq_cst fence (kAsymmetric: LightFence), then waiters_.load().
+  //      Matches A. If 0: return.
   //   Otherwise epoch_.fetch_add(1) (release) and FutexWake.
   // A matches B: the two fences are totally ordered. If B's fence comes first,
   // the consumer's re-check sees the push and does not sleep. If A's comes
@@ -86,6 +109,7 @@ class EventCount {
   std::atomic<uint32_t> epoch_{0};
   std::atomic<uint32_t> waiters_{0};
   const FutexScope scope_;
+  const bool asymmetric_;
 };
 
 }  // namespace wharf::runtime_internal

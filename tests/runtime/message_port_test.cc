@@ -378,6 +378,40 @@ TEST(MessagePortTest, CloseRacesWithPostsAndPeerClose) {
   }
 }
 
+// The same race without a loop: a receiver blocked in Receive() gets every
+// accepted message, then Cancelled — never a hang, never a lost message
+// (the senders' in-flight marks against Close's kClosing/HeavyFence/kClosed).
+TEST(MessagePortTest, CloseRacesWithPostsIntoBlockingReceive) {
+  Watchdog dog("CloseRacesReceive", absl::Seconds(60));
+  for (int round = 0; round < 200; ++round) {
+    auto [a, b] = MessageChannel::Create();
+    std::atomic<int> accepted{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&a, &accepted, round] {
+        for (int i = 0; i < 20 + round; ++i) {
+          if (a.PostMessage(Value(i)).ok()) accepted.fetch_add(1);
+        }
+      });
+    }
+    threads.emplace_back([&a, round] {
+      for (int i = 0; i < round * 7; ++i) std::atomic_signal_fence(std::memory_order_seq_cst);
+      a.Close();
+    });
+    int delivered = 0;
+    for (;;) {
+      auto v = b.Receive(absl::Seconds(30));
+      if (!v.ok()) {
+        ASSERT_TRUE(absl::IsCancelled(v.status())) << v.status();
+        break;
+      }
+      ++delivered;
+    }
+    for (auto& t : threads) t.join();
+    ASSERT_EQ(delivered, accepted.load()) << "round " << round;
+  }
+}
+
 TEST(MessagePortTest, StressFourProducers) {
   Watchdog dog("StressFourProducers", absl::Seconds(120));
   constexpr int kProducers = 4;

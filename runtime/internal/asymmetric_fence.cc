@@ -1,0 +1,78 @@
+#include "wharf/runtime/internal/asymmetric_fence.h"
+
+#include <linux/membarrier.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+namespace wharf::runtime_internal {
+namespace asymmetric_fence_internal {
+
+std::atomic<int> mode{0};
+
+namespace {
+
+long Membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
+
+bool RegisterMembarrier() {
+  const long cmds = Membarrier(MEMBARRIER_CMD_QUERY);
+  if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+  return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
+}
+
+// The fallback: changing the protection of a page this process has touched
+// makes the kernel shoot down its TLB entries on every CPU running one of
+// the process's threads, an IPI that those CPUs handle with a full barrier.
+std::mutex fallback_mu;
+char* fallback_page = nullptr;
+
+void MprotectBarrier() {
+  std::lock_guard<std::mutex> lock(fallback_mu);
+  if (fallback_page == nullptr) {
+    void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::fprintf(stderr, "wharf: HeavyFence: mmap failed (errno %d)\n", errno);
+      std::abort();
+    }
+    fallback_page = static_cast<char*>(p);
+  }
+  // Touch it (so it is in the TLBs), then downgrade and restore.
+  *reinterpret_cast<volatile char*>(fallback_page) = 1;
+  if (mprotect(fallback_page, 4096, PROT_READ) != 0 ||
+      mprotect(fallback_page, 4096, PROT_READ | PROT_WRITE) != 0) {
+    std::fprintf(stderr, "wharf: HeavyFence: mprotect failed (errno %d)\n", errno);
+    std::abort();
+  }
+}
+
+}  // namespace
+
+int Probe() {
+  static const int probed = RegisterMembarrier() ? 1 : 2;
+  mode.store(probed, std::memory_order_relaxed);
+  return probed;
+}
+
+}  // namespace asymmetric_fence_internal
+
+void HeavyFence() {
+  using namespace asymmetric_fence_internal;
+  int m = mode.load(std::memory_order_relaxed);
+  if (m == 0) m = Probe();
+  // Our own accesses are ordered by a real fence in every mode.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (m == 2) return;  // light sides use real fences: nothing more to force
+  if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  // EPERM: a child forked without exec inherits mode 1 but not the
+  // registration. Register again; if that fails too, fall back to mprotect,
+  // which needs no registration.
+  if (RegisterMembarrier() && Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
+  MprotectBarrier();
+}
+
+}  // namespace wharf::runtime_internal

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf {
@@ -65,7 +66,7 @@ void Drain(const std::shared_ptr<BroadcastMember>& m) {
     int uncaught = std::uncaught_exceptions();
     ~Rescheduler() {
       if (std::uncaught_exceptions() > uncaught) {
-        std::lock_guard<Mutex> lock(m->mu);
+        UninterruptibleLock<Mutex> lock(m->mu);
         m->scheduled = false;
         ScheduleLocked(m);
       }
@@ -74,7 +75,7 @@ void Drain(const std::shared_ptr<BroadcastMember>& m) {
   for (int n = 0;; ++n) {
     Value v;
     {
-      std::lock_guard<Mutex> lock(m->mu);
+      UninterruptibleLock<Mutex> lock(m->mu);
       if (m->queue.empty() || m->closed.load(std::memory_order_relaxed) || n == kDrainBatch) {
         m->scheduled = false;
         if (n == kDrainBatch) ScheduleLocked(m);  // yield to the loop's other work
@@ -91,7 +92,7 @@ void Drain(const std::shared_ptr<BroadcastMember>& m) {
 }
 
 void Enqueue(const std::shared_ptr<BroadcastMember>& m, Value v) {
-  std::lock_guard<Mutex> lock(m->mu);
+  UninterruptibleLock<Mutex> lock(m->mu);
   if (m->closed.load(std::memory_order_relaxed)) return;  // v dies after unlock
   m->queue.push_back(std::move(v));
   ScheduleLocked(m);
@@ -101,7 +102,7 @@ std::shared_ptr<BroadcastMember> Join(std::string name, EventLoop* loop) {
   auto m = std::make_shared<BroadcastMember>(std::move(name));
   m->loop = loop;
   Registry& r = GetRegistry();
-  std::lock_guard<Mutex> lock(r.mu);
+  UninterruptibleLock<Mutex> lock(r.mu);
   r.groups[m->name].push_back(m);
   return m;
 }
@@ -149,7 +150,7 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
   std::vector<std::shared_ptr<BroadcastMember>> targets;
   {
     runtime_internal::Registry& r = runtime_internal::GetRegistry();
-    std::lock_guard<Mutex> lock(r.mu);
+    UninterruptibleLock<Mutex> lock(r.mu);
     auto it = r.groups.find(member_->name);
     if (it != r.groups.end()) {
       targets.reserve(it->second.size());
@@ -178,7 +179,7 @@ void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
   EventLoop* current = EventLoop::Current();
   bool has_loop;
   {
-    std::lock_guard<Mutex> lock(member_->mu);
+    UninterruptibleLock<Mutex> lock(member_->mu);
     has_loop = member_->loop != nullptr;
   }
   if (!has_loop && member_->on_message && current != nullptr) {
@@ -191,7 +192,7 @@ void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
 absl::Status BroadcastChannel::Start(EventLoop& loop) {
   if (closed()) return absl::FailedPreconditionError("BroadcastChannel closed");
   {
-    std::lock_guard<Mutex> lock(member_->mu);
+    UninterruptibleLock<Mutex> lock(member_->mu);
     if (member_->loop != nullptr) {
       if (member_->loop != &loop) {
         return absl::FailedPreconditionError("BroadcastChannel already has another EventLoop");
@@ -221,7 +222,7 @@ void BroadcastChannel::UpdateRef() {
   BroadcastMember& m = *member_;
   EventLoop* loop;
   {
-    std::lock_guard<Mutex> lock(m.mu);
+    UninterruptibleLock<Mutex> lock(m.mu);
     loop = m.loop;
   }
   const bool want = loop != nullptr && m.on_message && m.want_ref &&
@@ -238,14 +239,14 @@ void BroadcastChannel::Close() {
   BroadcastMember& m = *member_;
   std::deque<Value> dropped;
   {
-    std::lock_guard<Mutex> lock(m.mu);
+    UninterruptibleLock<Mutex> lock(m.mu);
     if (m.closed.load(std::memory_order_relaxed)) return;
     m.closed.store(true, std::memory_order_release);
     dropped.swap(m.queue);
   }
   {
     runtime_internal::Registry& r = runtime_internal::GetRegistry();
-    std::lock_guard<Mutex> lock(r.mu);
+    UninterruptibleLock<Mutex> lock(r.mu);
     auto it = r.groups.find(m.name);
     if (it != r.groups.end()) {
       auto& members = it->second;

@@ -7,6 +7,7 @@
 
 #include "absl/time/clock.h"
 #include "concurrentqueue/concurrentqueue.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -36,7 +37,7 @@ EventLoop::~EventLoop() {
   while (queue_->q.try_dequeue(fn)) fn = nullptr;
   std::unordered_map<uint64_t, Timer> timers;
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     timers.swap(timers_);
     timer_order_.clear();
   }
@@ -70,7 +71,7 @@ TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
   const absl::Time deadline = absl::Now() + std::max(delay, absl::ZeroDuration());
   uint64_t id;
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     id = next_timer_id_++;
     const uint64_t seq = next_timer_seq_++;
     timers_.emplace(id, Timer{std::move(fn), deadline, seq, period, true});
@@ -84,7 +85,7 @@ TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
 bool EventLoop::ClearTimer(TimerId id) {
   absl::AnyInvocable<void()> doomed;
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     auto it = timers_.find(id.value);
     if (it == timers_.end()) return false;
     timer_order_.erase(TimerKey{it->second.deadline, it->second.seq});
@@ -98,7 +99,7 @@ bool EventLoop::ClearTimer(TimerId id) {
 
 void EventLoop::UnrefTimer(TimerId id) {
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     auto it = timers_.find(id.value);
     if (it == timers_.end() || !it->second.ref) return;
     it->second.ref = false;
@@ -108,7 +109,7 @@ void EventLoop::UnrefTimer(TimerId id) {
 }
 
 void EventLoop::RefTimer(TimerId id) {
-  std::lock_guard<Mutex> lock(timers_mu_);
+  UninterruptibleLock<Mutex> lock(timers_mu_);
   auto it = timers_.find(id.value);
   if (it == timers_.end() || it->second.ref) return;
   it->second.ref = true;
@@ -147,6 +148,8 @@ void EventLoop::ReportException(std::exception_ptr e) noexcept {
   }
   try {
     std::rethrow_exception(std::move(e));
+  } catch (const Interrupted& ex) {
+    std::fprintf(stderr, "wharf::EventLoop: uncaught exception: %s\n", ex.what());
   } catch (const std::exception& ex) {
     std::fprintf(stderr, "wharf::EventLoop: uncaught exception: %s\n", ex.what());
   } catch (...) {
@@ -174,7 +177,7 @@ int EventLoop::RunDueTimers() {
   std::vector<uint64_t> due;
   const absl::Time now = absl::Now();
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     for (auto it = timer_order_.begin(); it != timer_order_.end() && it->first.first <= now; ++it) {
       due.push_back(it->second);
     }
@@ -185,7 +188,7 @@ int EventLoop::RunDueTimers() {
     absl::AnyInvocable<void()> fn;
     bool interval;
     {
-      std::lock_guard<Mutex> lock(timers_mu_);
+      UninterruptibleLock<Mutex> lock(timers_mu_);
       auto it = timers_.find(id);
       if (it == timers_.end()) continue;  // cleared by an earlier callback
       Timer& t = it->second;
@@ -200,7 +203,7 @@ int EventLoop::RunDueTimers() {
     Invoke(fn);
     ++ran;
     if (interval) {
-      std::lock_guard<Mutex> lock(timers_mu_);
+      UninterruptibleLock<Mutex> lock(timers_mu_);
       auto it = timers_.find(id);
       if (it != timers_.end()) {  // not cleared by its own callback
         Timer& t = it->second;
@@ -220,7 +223,7 @@ bool EventLoop::Alive() {
   // acquire here, and its closure through the queue check after it.
   if (refs_.load(std::memory_order_seq_cst) > 0) return true;
   {
-    std::lock_guard<Mutex> lock(timers_mu_);
+    UninterruptibleLock<Mutex> lock(timers_mu_);
     if (ref_timers_ > 0) return true;
   }
   return queue_->q.size_approx() > 0;
@@ -247,7 +250,7 @@ bool EventLoop::Loop(absl::Time deadline) {
     if (!Alive()) return true;
     absl::Time wake_at = deadline;
     {
-      std::lock_guard<Mutex> lock(timers_mu_);
+      UninterruptibleLock<Mutex> lock(timers_mu_);
       if (!timer_order_.empty()) wake_at = std::min(wake_at, timer_order_.begin()->first.first);
     }
     const absl::Time now = absl::Now();

@@ -26,6 +26,11 @@
 // Cost: a shared state allocation per promise; completion with nobody
 // blocked is a lock, a store and one atomic RMW (wharf::Notification, no
 // syscall); a blocked Get() sleeps on the Notification's futex.
+//
+// Interruption: a Get()/WaitFor() that has to sleep is an interruption point
+// (sync/interrupt.h): in a worker being terminated it throws
+// wharf::Interrupted. Setting a result never is (its internal lock is
+// uninterruptible).
 
 #ifndef WHARF_RUNTIME_FUTURE_H_
 #define WHARF_RUNTIME_FUTURE_H_
@@ -46,6 +51,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "wharf/runtime/event_loop.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 #include "wharf/sync/notification.h"
 
@@ -85,7 +91,7 @@ class State {
   absl::Status Set(Result result) {
     Continuation cont;
     {
-      std::lock_guard<Mutex> lock(mu_);
+      UninterruptibleLock<Mutex> lock(mu_);
       if (result_.has_value()) {
         return absl::FailedPreconditionError("promise already satisfied");
       }
@@ -103,7 +109,7 @@ class State {
   // Runs `cont` with the result now (ready) or when Set is called.
   void Subscribe(Continuation cont) {
     {
-      std::lock_guard<Mutex> lock(mu_);
+      UninterruptibleLock<Mutex> lock(mu_);
       if (!result_.has_value()) {
         cont_ = std::move(cont);
         return;
@@ -113,7 +119,7 @@ class State {
   }
 
   bool Satisfied() {
-    std::lock_guard<Mutex> lock(mu_);
+    UninterruptibleLock<Mutex> lock(mu_);
     return result_.has_value();
   }
   bool IsReady() const { return ready_.HasBeenNotified(); }
@@ -326,7 +332,7 @@ Future<std::vector<FutureResult<T>>> WhenAll(std::vector<Future<T>> futures) {
     std::move(futures[i]).OnReady([join, i](FutureResult<T>&& r) {
       bool last;
       {
-        std::lock_guard<Mutex> lock(join->mu);
+        UninterruptibleLock<Mutex> lock(join->mu);
         join->slots[i].emplace(std::move(r));
         last = --join->remaining == 0;
       }

@@ -17,6 +17,7 @@
 #include "wharf/runtime/internal/event_count.h"
 #include "wharf/runtime/internal/in_flight_senders.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf {
@@ -144,7 +145,7 @@ void UpdateRef(Inbox& in) {
 }
 
 void DetachLoop(Inbox& in) {
-  std::lock_guard<Mutex> lock(in.mu);
+  UninterruptibleLock<Mutex> lock(in.mu);
   in.loop = nullptr;
   in.attached.store(false, std::memory_order_relaxed);
 }
@@ -178,7 +179,7 @@ void ScheduleDrain(const std::shared_ptr<PortCore>& core, int side) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (in.scheduled.load(std::memory_order_acquire)) return;
   if (in.scheduled.exchange(true, std::memory_order_acq_rel)) return;
-  std::lock_guard<Mutex> lock(in.mu);
+  UninterruptibleLock<Mutex> lock(in.mu);
   if (in.loop != nullptr) {
     const uint64_t epoch = in.epoch.load(std::memory_order_relaxed);
     in.loop->Post([core, side, epoch] { Drain(core, side, epoch); });
@@ -230,6 +231,21 @@ void Drain(const std::shared_ptr<PortCore>& core, int side, uint64_t epoch) {
     }
   }
   MaybeFireClose(in);
+}
+
+constexpr std::string_view kInterruptedMessage = "wharf::Interrupted (kBlock wait)";
+
+// Send()'s report of an interrupted kBlock wait; its callers restore what
+// they moved and then throw Interrupted (ThrowIfInterrupted).
+absl::Status InterruptedStatus() {
+  return absl::AbortedError(absl::string_view(kInterruptedMessage.data(), kInterruptedMessage.size()));
+}
+absl::Status ThrowIfInterrupted(absl::Status s) {
+  if (absl::IsAborted(s) &&
+      std::string_view(s.message().data(), s.message().size()) == kInterruptedMessage) {
+    sync_internal::ThrowInterrupted();
+  }
+  return s;
 }
 
 std::string CloneError(std::string_view what) {
@@ -395,7 +411,7 @@ struct PortAccess {
   static void DetachForTransfer(MessagePort& port) {
     Inbox& in = port.core_->inbox[port.side_];
     {
-      std::lock_guard<Mutex> lock(in.mu);
+      UninterruptibleLock<Mutex> lock(in.mu);
       in.loop = nullptr;
       in.attached.store(false, std::memory_order_relaxed);
       in.epoch.fetch_add(1, std::memory_order_acq_rel);
@@ -550,7 +566,15 @@ absl::Status MessagePort::Send(Value&& message) {
       out.space.CancelWait();
       continue;
     }
-    if (!out.space.CommitWait(key, deadline) && absl::Now() >= deadline && !has_room()) {
+    // Outside the in-flight window. An interruption is reported as a status
+    // so that the caller gives transferred Buffers and ports back first.
+    bool notified;
+    try {
+      notified = out.space.CommitWaitInterruptible(key, deadline);
+    } catch (const Interrupted&) {
+      return runtime_internal::InterruptedStatus();
+    }
+    if (!notified && absl::Now() >= deadline && !has_room()) {
       return absl::DeadlineExceededError("port full: timed out waiting for room");
     }
   }
@@ -566,7 +590,7 @@ absl::Status MessagePort::Send(Value&& message) {
 absl::Status MessagePort::PostMessage(Value&& message) {
   const Value::Kind kind = message.kind();
   if (kind != Value::Kind::kArray && kind != Value::Kind::kMap && kind != Value::Kind::kPort) {
-    return Send(std::move(message));
+    return runtime_internal::ThrowIfInterrupted(Send(std::move(message)));
   }
   // Ports moved along with the message: the same checks and detach as a
   // transfer (the whole message is being transferred).
@@ -583,7 +607,7 @@ absl::Status MessagePort::PostMessage(Value&& message) {
   if (core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
   if (!ports.empty() && closed()) return absl::FailedPreconditionError("port closed");
   for (PortSlot* slot : ports) runtime_internal::PortAccess::DetachForTransfer(*slot->get());
-  return Send(std::move(message));
+  return runtime_internal::ThrowIfInterrupted(Send(std::move(message)));
 }
 
 absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferable> transfer) {
@@ -653,7 +677,7 @@ absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferab
     for (const auto& m : moves.buffers) *m.src = std::move(*m.dst->GetBuffer());
     for (const auto& m : moves.ports) *m.src = std::move(*m.dst->GetPortSlot());
   }
-  return s;
+  return runtime_internal::ThrowIfInterrupted(std::move(s));
 }
 
 std::optional<Value> MessagePort::TryReceive() {
@@ -710,7 +734,7 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
       in.ready.CancelWait();
       return absl::CancelledError("port closed");
     }
-    if (!in.ready.CommitWait(key, deadline) && absl::Now() >= deadline) {
+    if (!in.ready.CommitWaitInterruptible(key, deadline) && absl::Now() >= deadline) {
       if (in.TryTake(v)) break;
       return absl::DeadlineExceededError("no message before the timeout");
     }
@@ -764,7 +788,7 @@ absl::Status MessagePort::Start(EventLoop& loop) {
   in.started = true;
   in.owner_loop = &loop;
   {
-    std::lock_guard<Mutex> lock(in.mu);
+    UninterruptibleLock<Mutex> lock(in.mu);
     in.loop = &loop;
     in.attached.store(true, std::memory_order_seq_cst);
   }

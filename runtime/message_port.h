@@ -47,6 +47,12 @@
 // to block_timeout, then DeadlineExceeded; a Close wakes it with
 // FailedPrecondition).
 //
+// Interruption (sync/interrupt.h): a Receive() that sleeps, and a kBlock
+// PostMessage waiting for room, are interruption points — in a thread under
+// an InterruptibleScope whose Interrupter is requested (a Worker being
+// terminated) they throw wharf::Interrupted, leaving the port as a timeout
+// would. Nothing else here blocks.
+//
 // Thread-safety. PostMessage and Close may be called from any thread,
 // concurrently (also with the peer's Close). Receiving — TryReceive, Receive,
 // OnMessage, OnMessageError, OnClose, Start, Ref, Unref, and destroying or
@@ -59,12 +65,16 @@
 // ConcurrentQueue, ordered per producer); posts from threads with no order
 // between their PostMessage calls interleave in any order.
 //
-// Costs. A post is: a lock-free enqueue, a few atomic RMWs (closed/in-flight
-// word, queue count) and EventCount::Notify() — no syscall when the receiver
-// is busy, one futex wake when it sleeps in Receive(). For a port on a loop,
-// one drain task is posted per burst (an atomic "scheduled" flag), which
-// delivers up to 1024 messages before yielding to the loop. A structured clone
-// costs a deep copy of the non-transferred parts.
+// Costs. A post is a lock-free enqueue plus plain loads and stores: no atomic
+// read-modify-write and no fence instruction (the sender marks itself in a
+// per-thread in-flight record; Close() and a receiver about to sleep pay for
+// the ordering instead, with one membarrier(2) each). No syscall when the
+// receiver is busy, one futex wake when it sleeps in Receive(). A receiver
+// takes up to 32 messages per dequeue into a cache of its own. For a port on
+// a loop, one drain task is posted per burst (an atomic "scheduled" flag; a
+// post then costs one seq_cst fence), which delivers up to 1024 messages
+// before yielding to the loop. A structured clone costs a deep copy of the
+// non-transferred parts. Numbers: docs/benchmarks.md.
 //
 // Lifetime: a started port must be destroyed (or closed and its OnClose run)
 // before its EventLoop; the peer may outlive it.

@@ -6,6 +6,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/clock.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/notification.h"
 
 namespace wharf {
@@ -57,12 +58,18 @@ Future<WaitResult> WaitAsyncImpl(EventLoop& loop, T& cell, T expected, absl::Dur
     // that raced with the start of the wait. It counts as woken (atomics::Wait
     // does the same), so store-then-notify is never missed.
     if (r == WaitResult::kNotEqual) r = WaitResult::kOk;
+    UninterruptibleScope internal_wait;  // (the helper has no scope anyway)
     assigned->WaitForNotification();
     loop.Post([ref = std::move(ref), promise = std::move(promise), r,
                joiner = Joiner(std::move(op))]() mutable { (void)promise.SetValue(r); });
   });
   assigned->Notify();
-  armed->WaitForNotification();
+  {
+    // The helper is about to sleep within µs: not an interruption point of
+    // the caller (a throw here would drop the running helper's future).
+    UninterruptibleScope internal_wait;
+    armed->WaitForNotification();
+  }
   return future;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf {
@@ -39,10 +41,22 @@ Registry& GetRegistry() {
 std::string DescribeException(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
+  } catch (const Interrupted& ex) {
+    return ex.what();
   } catch (const std::exception& ex) {
     return ex.what();
   } catch (...) {
     return "unknown exception (not derived from std::exception)";
+  }
+}
+
+bool IsInterrupted(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Interrupted&) {
+    return true;
+  } catch (...) {
+    return false;
   }
 }
 
@@ -52,7 +66,7 @@ absl::Status WorkerRegistry::Register(std::string name, WorkerFunction fn) {
   if (name.empty()) return absl::InvalidArgumentError("worker entry name is empty");
   if (!fn) return absl::InvalidArgumentError(absl::StrCat("worker entry '", name, "' is null"));
   Registry& r = GetRegistry();
-  std::lock_guard<Mutex> lock(r.mu);
+  UninterruptibleLock<Mutex> lock(r.mu);
   if (!r.entries.emplace(name, std::move(fn)).second) {
     return absl::AlreadyExistsError(
         absl::StrCat("worker entry '", name, "' is already registered"));
@@ -71,7 +85,7 @@ bool WorkerRegistry::RegisterOrDie(std::string name, WorkerFunction fn) {
 
 absl::StatusOr<WorkerFunction> WorkerRegistry::Find(std::string_view name) {
   Registry& r = GetRegistry();
-  std::lock_guard<Mutex> lock(r.mu);
+  UninterruptibleLock<Mutex> lock(r.mu);
   auto it = r.entries.find(name);
   if (it == r.entries.end()) {
     return absl::NotFoundError(absl::StrCat(
@@ -96,6 +110,11 @@ struct WorkerState {
   // --- Worker thread only (moved there at start) ---
   MessagePort worker_port;
   Value worker_data;
+  bool data_in_port = false;  // worker_data was posted (transfer list): pop it
+
+  // Requested by Terminate()/~Worker: makes the worker thread's Wharf waits
+  // throw Interrupted (sync/interrupt.h). Any thread.
+  Interrupter interrupter;
 
   // --- Guarded by mu ---
   Mutex mu;
@@ -120,16 +139,21 @@ struct WorkerState {
   std::function<void(absl::Status)> on_message_error;
   std::function<void(std::string)> on_error;
   std::function<void(int)> on_exit;
+  // Messages that arrived while no OnMessage handler was set, in order; also
+  // the ones behind them while a flush is pending (so order is kept).
+  std::deque<Value> pending;
 
   // Records the code if none was decided yet. Caller holds mu.
   void DecideLocked(int code) {
     if (!decided_code.has_value()) decided_code = code;
   }
 
-  // Stops the worker's loop and closes the channel. Caller holds mu.
+  // Stops the worker's loop, closes the channel and interrupts the worker
+  // thread's Wharf waits. Caller holds mu.
   void InterruptLocked() {
     if (worker_loop != nullptr) worker_loop->Stop();
     owner_port.Close();
+    interrupter.Request();
   }
 
   // Owner thread.
@@ -142,7 +166,23 @@ struct WorkerState {
     if (detached) return;
     FireOnline();
     if (detached) return;
-    if (auto h = on_message) h(std::move(v));
+    if (!on_message || !pending.empty()) {
+      pending.push_back(std::move(v));  // kept until OnMessage is set
+      FlushPending();
+      return;
+    }
+    std::function<void(Value)> h = on_message;
+    h(std::move(v));
+  }
+  // Delivers the queued messages, in order, while a handler is set (a
+  // handler may unset it, or destroy the Worker).
+  void FlushPending() {
+    while (!detached && on_message && !pending.empty()) {
+      Value v = std::move(pending.front());
+      pending.pop_front();
+      std::function<void(Value)> h = on_message;
+      h(std::move(v));
+    }
   }
   void Join() {
     if (joinable) {
@@ -162,10 +202,13 @@ struct WorkerState {
       Deliver(std::move(*v));
     }
     if (detached) return;
+    FlushPending();
+    if (detached) return;
+    pending.clear();  // still no OnMessage handler: dropped (documented)
     std::optional<std::string> err;
     int code;
     {
-      std::lock_guard<Mutex> lock(mu);
+      UninterruptibleLock<Mutex> lock(mu);
       err = error;
       code = exit_code;
     }
@@ -177,7 +220,7 @@ struct WorkerState {
     if (detached) return;
     {
       MessagePort dead;
-      std::lock_guard<Mutex> lock(mu);
+      UninterruptibleLock<Mutex> lock(mu);
       dead = std::move(owner_port);
     }
     owner_ref.Reset();
@@ -200,7 +243,7 @@ struct WorkerState {
       ctx.name_ = name;
       bool skip;
       {
-        std::lock_guard<Mutex> lock(mu);
+        UninterruptibleLock<Mutex> lock(mu);
         skip = terminate_requested;
         if (!skip) {
           worker_loop = &loop;
@@ -208,15 +251,26 @@ struct WorkerState {
         }
       }
       tls_context = &ctx;
+      if (!skip && data_in_port) {
+        // Start posted worker_data (with its transfer list) first.
+        std::optional<Value> data = ctx.port_.TryReceive();
+        if (data.has_value()) ctx.data_ = std::move(*data);
+      }
       if (!skip) {
+        // The entry and every loop callback: their Wharf waits are
+        // interruption points of Terminate(). Teardown below is not.
+        InterruptibleScope interruptible(interrupter);
         owner_loop->Post([self] { self->FireOnline(); });
         loop.OnUncaughtException([this, &loop](std::exception_ptr e) {
-          std::string what = DescribeException(e);
+          // An escaped Interrupted is Terminate() at work: the code is 1
+          // (decided by Terminate), and it is not an 'error'.
+          const bool interrupted = IsInterrupted(e) && interrupter.requested();
+          std::string what = interrupted ? std::string() : DescribeException(e);
           {
-            std::lock_guard<Mutex> lock(mu);
+            UninterruptibleLock<Mutex> lock(mu);
             if (!decided_code.has_value()) {
               decided_code = 1;
-              error = std::move(what);
+              if (!interrupted) error = std::move(what);
             }
           }
           loop.Stop();
@@ -228,7 +282,7 @@ struct WorkerState {
         loop.Run();
       }
       {
-        std::lock_guard<Mutex> lock(mu);
+        UninterruptibleLock<Mutex> lock(mu);
         worker_loop = nullptr;
         context = nullptr;
       }
@@ -240,7 +294,7 @@ struct WorkerState {
     std::vector<Promise<int>> promises;
     int code;
     {
-      std::lock_guard<Mutex> lock(mu);
+      UninterruptibleLock<Mutex> lock(mu);
       finished = true;
       exit_code = code = decided_code.value_or(0);
       promises.swap(terminate_promises);
@@ -270,14 +324,14 @@ void* WorkerThreadMain(void* raw) {
 using runtime_internal::WorkerState;
 
 void WorkerContext::Exit(int code) {
-  std::lock_guard<Mutex> lock(state_->mu);
+  UninterruptibleLock<Mutex> lock(state_->mu);
   state_->DecideLocked(code);
   if (state_->worker_loop != nullptr) state_->worker_loop->Stop();
   port_.Close();
 }
 
 bool WorkerContext::terminating() const {
-  std::lock_guard<Mutex> lock(state_->mu);
+  UninterruptibleLock<Mutex> lock(state_->mu);
   return state_->terminate_requested || state_->decided_code.has_value();
 }
 
@@ -303,10 +357,21 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   state->name = std::move(options.name);
   state->owner_loop = loop;
   state->entry = std::move(fn);
-  state->worker_data = std::move(options.worker_data);
   auto [owner_end, worker_end] = MessageChannel::Create();
   state->worker_port = std::move(worker_end);
   state->owner_port = std::move(owner_end);
+  if (options.transfer.empty()) {
+    state->worker_data = std::move(options.worker_data);
+  } else {
+    // A structured clone with a transfer list, exactly as PostMessage: the
+    // first message on the channel, popped by the worker before its entry
+    // runs. All-or-nothing: on error nothing was moved out of worker_data.
+    if (absl::Status s = state->owner_port.PostMessage(options.worker_data, options.transfer);
+        !s.ok()) {
+      return s;
+    }
+    state->data_in_port = true;
+  }
   if (absl::Status s = state->owner_port.Start(*loop); !s.ok()) return s;
   // Weak: the port lives in the state; a handler may destroy the Worker.
   std::weak_ptr<WorkerState> weak = state;
@@ -361,7 +426,7 @@ void Worker::Destroy() {
   if (state_ == nullptr) return;
   std::shared_ptr<WorkerState> st = std::move(state_);
   {
-    std::lock_guard<Mutex> lock(st->mu);
+    UninterruptibleLock<Mutex> lock(st->mu);
     if (!st->finished) {
       st->terminate_requested = true;
       st->DecideLocked(1);
@@ -377,7 +442,7 @@ void Worker::Destroy() {
   st->on_exit = nullptr;
   {
     MessagePort dead;
-    std::lock_guard<Mutex> lock(st->mu);
+    UninterruptibleLock<Mutex> lock(st->mu);
     dead = std::move(st->owner_port);
   }
   st->owner_ref.Reset();
@@ -387,7 +452,16 @@ void Worker::OnOnline(std::function<void()> h) {
   if (state_) state_->on_online = std::move(h);
 }
 void Worker::OnMessage(std::function<void(Value)> h) {
-  if (state_) state_->on_message = std::move(h);
+  if (!state_) return;
+  state_->on_message = std::move(h);
+  if (state_->on_message && !state_->pending.empty()) {
+    // Deliver what arrived without a handler from the owner loop, in order,
+    // not from inside this setter.
+    std::weak_ptr<WorkerState> weak = state_;
+    state_->owner_loop->Post([weak] {
+      if (std::shared_ptr<WorkerState> st = weak.lock()) st->FlushPending();
+    });
+  }
 }
 void Worker::OnMessageError(std::function<void(absl::Status)> h) {
   if (state_) state_->on_message_error = std::move(h);
@@ -401,13 +475,13 @@ void Worker::OnExit(std::function<void(int)> h) {
 
 absl::Status Worker::PostMessage(Value& message, std::span<const Transferable> transfer) {
   if (state_ == nullptr) return absl::FailedPreconditionError("moved-from Worker");
-  std::lock_guard<Mutex> lock(state_->mu);
+  UninterruptibleLock<Mutex> lock(state_->mu);
   return state_->owner_port.PostMessage(message, transfer);
 }
 
 absl::Status Worker::PostMessage(Value&& message) {
   if (state_ == nullptr) return absl::FailedPreconditionError("moved-from Worker");
-  std::lock_guard<Mutex> lock(state_->mu);
+  UninterruptibleLock<Mutex> lock(state_->mu);
   return state_->owner_port.PostMessage(std::move(message));
 }
 
@@ -415,7 +489,7 @@ Future<int> Worker::Terminate() {
   if (state_ == nullptr) {
     return Future<int>::Ready(absl::FailedPreconditionError("moved-from Worker"));
   }
-  std::lock_guard<Mutex> lock(state_->mu);
+  UninterruptibleLock<Mutex> lock(state_->mu);
   if (state_->finished) return Future<int>::Ready(state_->exit_code);
   state_->terminate_requested = true;
   state_->DecideLocked(1);
@@ -430,7 +504,7 @@ void Worker::Ref() {
   if (state_ == nullptr || state_->owner_ref.loop() != nullptr) return;
   bool finished;
   {
-    std::lock_guard<Mutex> lock(state_->mu);
+    UninterruptibleLock<Mutex> lock(state_->mu);
     finished = state_->finished;
   }
   // After `finished` the final closure is queued (it keeps the loop alive by

@@ -33,10 +33,14 @@
 // message, then — when the worker ends — OnError(what) if an exception
 // escaped the entry or a worker loop callback (exit code 1), then OnExit(code).
 // Everything the worker posted before it exited is delivered before OnError/
-// OnExit. A message arriving with no OnMessage handler set is dropped (like an
-// EventEmitter with no listener): set handlers right after Start, on the
-// owner thread, before that loop runs its next callback. OnMessageError never
-// fires for the in-process transport (kept for process actors).
+// OnExit. Messages arriving while no OnMessage handler is set are kept, in
+// order, and delivered (each once, on the owner loop, from a callback posted
+// by OnMessage) once a handler is set; messages behind them wait their turn.
+// If the worker has ended and there is still no handler when its final
+// closure runs, the kept messages are dropped then, before OnError/OnExit
+// (like an EventEmitter with no listener). Kept messages are not bounded:
+// set the handler. OnMessageError never fires for the in-process transport
+// (kept for process actors).
 //
 // Lifecycle / termination protocol. The worker thread decides its exit code
 // once (the first of ctx.Exit(code), an uncaught exception → 1, Terminate →
@@ -47,18 +51,29 @@
 // Close()s the channel.
 //
 // What Terminate interrupts: the worker's EventLoop (Run returns after the
-// callback in progress) and a blocking parent_port().Receive() (it returns
-// the messages already queued, then Cancelled "port closed"); PostMessage on
-// parent_port() fails with FailedPrecondition afterwards. NOT interrupted:
-// anything else the entry or a callback blocks in — Atomics::Wait, Mutex /
-// CondVar waits, Receive() on other ports, sleeps, computation. There the
-// thread keeps running until it returns to the loop; the exit code is then 1
-// (Node's code for a terminated worker). Cooperative code can poll
-// ctx.terminating().
+// callback in progress), a blocking parent_port().Receive() (it returns
+// the messages already queued, then Cancelled "port closed"; PostMessage on
+// parent_port() fails with FailedPrecondition afterwards), and every Wharf
+// wait the entry or a callback is blocked in or enters later: the worker
+// thread runs them inside an InterruptibleScope (sync/interrupt.h) of an
+// Interrupter that Terminate() requests, so atomics::Wait, Mutex/RwLock
+// locks, CondVar, Semaphore, Latch, Barrier and Notification waits,
+// Future::Get/WaitFor, Receive() on any port and a kBlock PostMessage waiting
+// for room throw wharf::Interrupted. The primitives stay
+// consistent (a lock is not taken, a CondVar's mutex is re-held while the
+// exception unwinds, a semaphore's count is unchanged). An Interrupted that
+// escapes the entry or a callback ends the worker with exit code 1 (Node's
+// code for a terminated worker) and is NOT reported to OnError; one that a
+// callback catches is thrown again by the next wait (the request is
+// sticky). NOT interrupted: blocking outside Wharf — std::mutex, read(2),
+// sleeps, computation — and waits inside an UninterruptibleScope. There the
+// thread keeps running until it reaches a Wharf wait or returns to the loop.
+// Cooperative code can poll ctx.terminating(). ctx.Exit(code) does not
+// interrupt (it does not unwind).
 //
 // Destroying a Worker (owner thread): Terminate() + join of the thread, so it
-// blocks until the worker returns to Wharf (see above); then no event fires
-// any more. Nothing leaks: a not yet delivered final closure is a no-op.
+// blocks until the worker reaches a Wharf wait or returns to the loop (see
+// above); then no event fires any more. Nothing leaks: a not yet delivered final closure is a no-op.
 // The Worker must be destroyed before its owner EventLoop.
 //
 // Thread-safety: Terminate() and PostMessage() may be called from any thread,
@@ -79,6 +94,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -141,6 +157,16 @@ struct WorkerOptions {
   // Node's workerData: moved into the worker (Buffers inside move with it,
   // nothing is copied). ctx.worker_data() there.
   Value worker_data{};
+  // Node's transferList for workerData. Empty: worker_data moves whole, as
+  // above. Otherwise worker_data is handed over exactly as by
+  // MessagePort::PostMessage(worker_data, transfer): a structured clone in
+  // which the listed Buffers and ports move (detached here), other Buffers
+  // are copied and SharedBuffers shared. The pointers point into worker_data
+  // as it is in these options (elements of a Map or Array keep their address
+  // when the Value is moved in; a top-level Buffer does not). Validation is
+  // all-or-nothing: on error (e.g. InvalidArgument "DataCloneError: ...")
+  // Start returns it, nothing was moved and no thread was started.
+  std::vector<Transferable> transfer{};
   // For ctx.name() / Worker::name(); also the thread's name (first 15 bytes).
   std::string name{};
   // Stack size of the worker thread in bytes; 0 = the platform default.
@@ -215,7 +241,8 @@ class Worker {
   absl::Status PostMessage(Value& message, std::span<const Transferable> transfer = {});
   absl::Status PostMessage(Value&& message);
 
-  // Stops the worker (see the header comment for what is interrupted); the
+  // Stops the worker (see the header comment for what is interrupted:
+  // its loop, parent_port().Receive(), and its Wharf waits); the
   // future holds the exit code (1 when terminated, or the code the worker had
   // already decided). Idempotent; any thread.
   Future<int> Terminate();

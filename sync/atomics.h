@@ -34,6 +34,12 @@
 // wakes no one" for the spin window in exchange for a sub-µs hand-off when
 // the notifier is running on another CPU. A waiter that is never notified
 // spins once, then sleeps and uses no CPU.
+//
+// Interruption: Wait/WaitUntil are interruption points (sync/interrupt.h).
+// A thread in the scope of a requested Interrupter that would sleep (after
+// the value check and the spin) throws wharf::Interrupted instead, or wakes
+// and throws it if the request comes while it sleeps. No Notify is consumed
+// by an interrupted waiter: Notify(cell, n) then wakes n other waiters.
 
 #ifndef WHARF_SYNC_ATOMICS_H_
 #define WHARF_SYNC_ATOMICS_H_
@@ -48,6 +54,7 @@
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/private_waiters.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 
@@ -121,7 +128,8 @@ constexpr bool IsLockFree(int size) {
 }
 
 // Sleeps while `cell` holds `expected`, until notified or `deadline`.
-// Blocking. See the file comment for the semantics and WaitOptions.
+// Blocking. See the file comment for the semantics and WaitOptions. An
+// interruption point (sync/interrupt.h): throws Interrupted.
 template <Cell T>
 WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions options = {}) {
   std::atomic_ref<T> ref(cell);
@@ -151,11 +159,15 @@ WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions optio
   }
   FutexWaitResult r;
   if constexpr (sizeof(T) == 4) {
-    r = FutexWait(&cell, static_cast<uint32_t>(expected), options.scope, deadline);
+    r = sync_internal::InterruptibleFutexWait(&cell, static_cast<uint32_t>(expected),
+                                              options.scope, deadline);
   } else {
-    r = FutexWait64(&cell, static_cast<uint64_t>(expected), options.scope, deadline);
+    r = sync_internal::InterruptibleFutexWait64(&cell, static_cast<uint64_t>(expected),
+                                                options.scope, deadline);
   }
   if (announced != nullptr) announced->fetch_sub(1, std::memory_order_relaxed);
+  // Interrupted: the announcement is withdrawn; no Notify was consumed.
+  if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
   // kNotEqual here means the cell changed between our check and the kernel's:
   // a store that raced with the start of the wait, normally followed by its
   // Notify, which we would miss if we slept again. It counts as woken.

@@ -6,6 +6,7 @@
 
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -74,9 +75,14 @@ bool Barrier::WaitSlow(uint32_t phase, absl::Time deadline) const {
                                       std::memory_order_relaxed)) {
       continue;
     }
-    if (FutexWait(&phase_, sleeping, FutexScope::kShared, deadline) ==
-        FutexWaitResult::kTimedOut) {
-      return PhaseDone(phase);
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&phase_, sleeping, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut) return PhaseDone(phase);
+    // Interrupted: as a timed-out waiter, the arrival still counts and
+    // kWaitersBit may cost the last arriver one wake syscall.
+    if (r == FutexWaitResult::kInterrupted) {
+      if (PhaseDone(phase)) return true;
+      sync_internal::ThrowInterrupted();
     }
   }
 }

@@ -25,6 +25,14 @@
 // Process death: a participant that dies before arriving stalls the phase
 // forever: everyone else waits. Use WaitUntil() where participants may die.
 //
+// Interruption: ArriveAndWait, arrive_and_wait, wait and WaitUntil/WaitFor
+// are interruption points (sync/interrupt.h). A participant that would sleep
+// in the scope of a requested Interrupter throws wharf::Interrupted — after
+// its arrival was counted: the phase completes without it waiting (as after
+// a WaitUntil deadline), and it must not arrive again in that phase. The
+// completion of ArriveAndWait(completion) runs in the last arriver, which
+// never waits, so it is never interrupted. arrive and ArriveAndDrop never are.
+//
 // Cost: an arrival is one atomic RMW; the last arrival makes a futex wake only
 // if a participant announced that it sleeps. A waiter spins briefly
 // (sync_internal::kLockSpins) before it announces itself and sleeps.

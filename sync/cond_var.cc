@@ -4,6 +4,7 @@
 
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 
@@ -24,16 +25,30 @@ CondVarWaitResult CondVar::WaitUntil(Mutex& mu, absl::Time deadline) {
     }
   }
   bool timed_out = false;
-  if (!signalled &&
-      FutexWait(&seq_, seq, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
-    // A signal that raced with the timeout still counts as a signal.
-    timed_out = seq_.load(std::memory_order_relaxed) == seq;
+  bool interrupted = false;
+  if (!signalled) {
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&seq_, seq, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut) {
+      // A signal that raced with the timeout still counts as a signal.
+      timed_out = seq_.load(std::memory_order_relaxed) == seq;
+    }
+    // Interrupted: left like a timed-out waiter. The kernel did not count us
+    // in any FutexWake, so a Signal() racing with the interruption wakes
+    // another waiter: no signal is consumed by a waiter that throws.
+    interrupted = r == FutexWaitResult::kInterrupted;
   }
   waiters_.fetch_sub(1, std::memory_order_relaxed);
-  // Always re-acquire, also after a timeout (as pthread_cond_timedwait).
-  // The signaller usually holds mu right now and releases it within
-  // microseconds: spin longer than a plain Lock() before sleeping again.
-  return {timed_out, mu.LockExpectingHandOff(absl::InfiniteFuture())};
+  // Always re-acquire, also after a timeout or an interruption (as
+  // pthread_cond_timedwait, and so that the caller's unique_lock unlocks a
+  // held mutex while Interrupted propagates): the relock is not an
+  // interruption point. The signaller usually holds mu right now and releases
+  // it within microseconds: spin longer than a plain Lock() before sleeping.
+  const LockResult relock = mu.LockExpectingHandOff(absl::InfiniteFuture());
+  // Not re-acquired (kNotRecoverable): report that rather than throw, so the
+  // caller does not unlock a mutex it does not hold; the request is sticky.
+  if (interrupted && Acquired(relock)) sync_internal::ThrowInterrupted();
+  return {timed_out, relock};
 }
 
 void CondVar::Wake(int count) {

@@ -32,6 +32,15 @@
 // waiting leaves its waiter mark behind: later signals then make one harmless
 // futex-wake syscall each.
 //
+// Interruption: every wait is an interruption point (sync/interrupt.h). A
+// waiter in the scope of a requested Interrupter leaves its sleep (or does
+// not start it), re-acquires the mutex — uninterruptibly, as after a timeout
+// — and throws wharf::Interrupted holding it, so a std::unique_lock releases
+// it during unwinding. It consumes no signal: a Signal() that races with the
+// interruption wakes another waiter. (If the relock finds the mutex not
+// recoverable, the wait returns kNotRecoverable instead of throwing; the
+// request stays pending.)
+//
 // SignalAll wakes every waiter, and they then contend for the mutex (the
 // "thundering herd"): each takes it in turn, and the Mutex's spin-then-sleep
 // keeps that orderly. Wharf does not requeue waiters onto the mutex

@@ -10,7 +10,7 @@
 // mapped by several processes; kPrivate only for memory that cannot be.
 //
 // Thread-safety: all functions may be called concurrently from any thread or
-// process. Blocking: only FutexWait/FutexWait64 block, until woken, the word
+// process. Blocking: only the Wait functions block, until woken, the word
 // differs from `expected`, the deadline passes, or a signal arrives.
 // Errors: misuse (a misaligned word, a bad address) is a programming error and
 // aborts with a message; everything else is in the returned enum.
@@ -18,6 +18,7 @@
 #ifndef WHARF_SYNC_FUTEX_H_
 #define WHARF_SYNC_FUTEX_H_
 
+#include <atomic>
 #include <cstdint>
 
 #include "absl/time/time.h"
@@ -36,6 +37,11 @@ enum class FutexWaitResult : uint8_t {
   kWoken,
   kNotEqual,  // the word did not hold `expected` when the kernel looked
   kTimedOut,  // `deadline` passed
+  // Only from the *OrInterrupt waits: the interrupt word was (or became)
+  // non-zero. No FutexWake on `word` was consumed by this wait: a FutexWake
+  // on `word` that counted this sleeper is reported as kWoken, even when the
+  // interrupt word was set and woken too.
+  kInterrupted,
 };
 
 // Sleeps while the 32-bit word at `word` equals `expected`, until `deadline`
@@ -54,6 +60,26 @@ FutexWaitResult FutexWait(const void* word, uint32_t expected, FutexScope scope,
 FutexWaitResult FutexWait64(const void* word, uint64_t expected,
                             FutexScope scope,
                             absl::Time deadline = absl::InfiniteFuture());
+
+// As FutexWait / FutexWait64, but also ends the sleep when the 32-bit word
+// `interrupt_word` (a word of this process: it is waited on with private
+// scope, so wake it with FutexWake(..., FutexScope::kPrivate)) is non-zero:
+// it is checked (acquire) before sleeping, and the sleep waits on both words
+// at once with futex_waitv(2), each entry with its own scope, so a store+wake
+// of the interrupt word is never missed. Returns kInterrupted then. A null
+// `interrupt_word` makes these exactly FutexWait / FutexWait64. Without
+// futex_waitv (Linux < 5.16) they sleep in slices of at most 2 ms and re-check
+// the interrupt word between slices.
+FutexWaitResult FutexWaitOrInterrupt(const void* word, uint32_t expected, FutexScope scope,
+                                     const std::atomic<uint32_t>* interrupt_word,
+                                     absl::Time deadline = absl::InfiniteFuture());
+FutexWaitResult FutexWait64OrInterrupt(const void* word, uint64_t expected, FutexScope scope,
+                                       const std::atomic<uint32_t>* interrupt_word,
+                                       absl::Time deadline = absl::InfiniteFuture());
+
+// For tests: makes the waits behave as on a kernel without futex_waitv
+// (the slice fallbacks), or restores detection. Not for production use.
+void SetFutexWaitvUnsupportedForTesting(bool unsupported);
 
 // Wakes up to `count` sleepers on the word (count <= 0 wakes none and makes
 // no syscall). Returns the number actually woken.

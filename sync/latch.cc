@@ -6,6 +6,7 @@
 
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -60,8 +61,14 @@ bool Latch::WaitSlow(absl::Time deadline) const {
       }
       seen |= kWaitersBit;
     }
-    if (FutexWait(&word_, seen, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
-      return try_wait();
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&word_, seen, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut) return try_wait();
+    // Interrupted: kWaitersBit may stay set until the count reaches zero,
+    // which then makes one wake syscall (as a timed-out waiter leaves it).
+    if (r == FutexWaitResult::kInterrupted) {
+      if (try_wait()) return true;
+      sync_internal::ThrowInterrupted();
     }
   }
 }

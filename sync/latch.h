@@ -20,6 +20,12 @@
 // down, the count never reaches zero and waiters sleep forever: wait with
 // WaitUntil() when a counting process may die. A dying waiter costs nothing.
 //
+// Interruption: wait, arrive_and_wait and WaitUntil/WaitFor are interruption
+// points (sync/interrupt.h): a waiter that would sleep in the scope of a
+// requested Interrupter throws wharf::Interrupted (a latch found open returns
+// normally). arrive_and_wait's count_down has happened by then. try_wait and
+// count_down never are.
+//
 // Cost: count_down() is one CAS and makes a syscall only when it reaches zero
 // with a sleeper announced. A waiter spins briefly (sync_internal::kLockSpins)
 // before it announces itself and sleeps on the futex.

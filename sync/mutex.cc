@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -36,7 +37,8 @@ constexpr absl::Duration kMaxCheckPeriod = absl::Milliseconds(128);
 
 }  // namespace
 
-LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int spins) {
+LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int spins,
+                           bool interruptible) {
   if (seen == kNotRecoverableWord) return LockResult::kNotRecoverable;
   if (OwnerOf(seen) == me) MisuseFatal("lock() by the thread that already holds it (Wharf mutexes are not recursive)", seen, me);
 
@@ -81,7 +83,13 @@ LockResult Mutex::LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int 
     }
     const absl::Time wake_at = std::min(deadline, now + period);
     const FutexWaitResult r =
-        FutexWait(&word_, static_cast<uint32_t>(seen), FutexScope::kShared, wake_at);
+        interruptible ? sync_internal::InterruptibleFutexWait(&word_, static_cast<uint32_t>(seen),
+                                                              FutexScope::kShared, wake_at)
+                      : FutexWait(&word_, static_cast<uint32_t>(seen), FutexScope::kShared,
+                                  wake_at);
+    // Interrupted: leave as at the deadline. kWaitersBit may stay set (one
+    // useless wake at the next unlock); no wake-up was consumed.
+    if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
     slept = true;
     if (r != FutexWaitResult::kTimedOut) continue;
     if (wake_at == deadline) return LockResult::kTimedOut;

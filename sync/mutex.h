@@ -28,6 +28,13 @@
 // shared memory already holds valid mutexes. All processes must share a PID
 // namespace.
 //
+// Interruption: Lock/LockUntil/LockFor/lock/try_lock_for/try_lock_until are
+// interruption points (sync/interrupt.h): a locker that would sleep in the
+// scope of a requested Interrupter throws wharf::Interrupted without the
+// mutex, as a timed-out locker leaves. Its kWaitersBit may stay set: that
+// costs the owner one useless futex-wake syscall at its next unlock, nothing
+// else. TryLock/try_lock never are.
+//
 // Misuse (unlocking a mutex the calling thread does not hold, locking it twice
 // from one thread) aborts with a message in every build mode: the check costs
 // nothing because ownership is in the word.
@@ -56,7 +63,8 @@ class Mutex {
   Mutex& operator=(const Mutex&) = delete;
 
   // Blocks until acquired. kOk, kOwnerDied (acquired; repair and
-  // MarkConsistent()) or kNotRecoverable (not acquired).
+  // MarkConsistent()) or kNotRecoverable (not acquired). An interruption
+  // point: throws Interrupted (not acquired) — see the file comment.
   [[nodiscard]] LockResult Lock() { return LockUntil(absl::InfiniteFuture()); }
 
   // As Lock(), but gives up at `deadline` with kTimedOut.
@@ -69,7 +77,7 @@ class Mutex {
                          1)) {
       return LockResult::kOk;
     }
-    return LockSlow(me, seen, deadline, sync_internal::kMutexSpins);
+    return LockSlow(me, seen, deadline, sync_internal::kMutexSpins, /*interruptible=*/true);
   }
   [[nodiscard]] LockResult LockFor(absl::Duration timeout) {
     return LockUntil(absl::Now() + timeout);
@@ -108,7 +116,7 @@ class Mutex {
 
   // Standard Lockable / TimedLockable. lock() throws std::system_error
   // (errc::state_not_recoverable) on a not-recoverable mutex, as std::mutex
-  // throws on failure; after owner death it acquires and leaves the mutex
+  // throws on failure (and Interrupted when interrupted, like Lock()); after owner death it acquires and leaves the mutex
   // inconsistent (check with Lock() where owners may die).
   void lock();
   bool try_lock() { return Acquired(TryLock()); }
@@ -131,7 +139,10 @@ class Mutex {
  private:
   friend class CondVar;
 
-  LockResult LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int spins);
+  // `interruptible`: whether the sleep is an interruption point (false for
+  // CondVar's relock, which must return holding the mutex).
+  LockResult LockSlow(uint64_t me, uint64_t seen, absl::Time deadline, int spins,
+                      bool interruptible);
 
   // For a locker that expects the lock within microseconds — CondVar's relock
   // after a wake-up, when the signaller is about to release the mutex: spins
@@ -144,7 +155,7 @@ class Mutex {
                                       std::memory_order_relaxed)) {
       return LockResult::kOk;
     }
-    return LockSlow(me, seen, deadline, sync_internal::kLockSpins);
+    return LockSlow(me, seen, deadline, sync_internal::kLockSpins, /*interruptible=*/false);
   }
   void UnlockSlow(uint64_t seen);
 

@@ -6,6 +6,7 @@
 
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 
@@ -36,9 +37,13 @@ bool Notification::WaitSlow(absl::Time deadline) const {
                                                    std::memory_order_relaxed)) {
       continue;  // notified meanwhile, or a spurious CAS failure: re-check
     }
-    if (FutexWait(&word_, kWaiters, FutexScope::kShared, deadline) ==
-        FutexWaitResult::kTimedOut) {
-      return HasBeenNotified();
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&word_, kWaiters, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut) return HasBeenNotified();
+    // Interrupted: kWaiters stays set (Notify then makes one wake syscall).
+    if (r == FutexWaitResult::kInterrupted) {
+      if (HasBeenNotified()) return true;
+      sync_internal::ThrowInterrupted();
     }
   }
 }

@@ -19,6 +19,11 @@
 // called Notify() dies first, waiters sleep forever; wait with a deadline when
 // the notifier may die. A waiter that dies costs nothing.
 //
+// Interruption: the WaitForNotification* calls are interruption points
+// (sync/interrupt.h): a waiter that would sleep in the scope of a requested
+// Interrupter throws wharf::Interrupted (a notification found done returns
+// normally). Notify and HasBeenNotified never are.
+//
 // Cost: Notify() with no waiter is one atomic RMW and no syscall; a waiter
 // that finds the notification done pays one load. A waiter spins briefly
 // (sync_internal::kLockSpins), then announces itself and sleeps on the futex.

@@ -8,6 +8,7 @@
 
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -60,18 +61,22 @@ LockResult RwLock::Exclude(LockResult mu_result, absl::Time deadline) {
     ReleaseWrite();
     return LockResult::kNotRecoverable;
   }
-  if (Readers(old) != 0 && !WaitForReaders(deadline)) {
-    ReleaseWrite();  // kInconsistent, if set, stays for the next holder
-    return LockResult::kTimedOut;
+  if (Readers(old) != 0) {
+    const Drain d = WaitForReaders(deadline);
+    if (d != Drain::kDrained) {
+      ReleaseWrite();  // kInconsistent, if set, stays for the next holder
+      if (d == Drain::kInterrupted) sync_internal::ThrowInterrupted();
+      return LockResult::kTimedOut;
+    }
   }
   return ((old | set) & kInconsistent) ? LockResult::kOwnerDied : LockResult::kOk;
 }
 
-bool RwLock::WaitForReaders(absl::Time deadline) {
+RwLock::Drain RwLock::WaitForReaders(absl::Time deadline) {
   // Phase 1: bounded read-only spin, for short read sections on other CPUs.
   for (int i = 0; i < sync_internal::kLockSpins; ++i) {
     sync_internal::CpuRelax();
-    if (Readers(state_.load(std::memory_order_acquire)) == 0) return true;
+    if (Readers(state_.load(std::memory_order_acquire)) == 0) return Drain::kDrained;
   }
   // Phase 2: announce on drain_ and sleep until the last reader leaves.
   for (;;) {
@@ -79,11 +84,14 @@ bool RwLock::WaitForReaders(absl::Time deadline) {
     drain_.store(1, std::memory_order_seq_cst);
     if (Readers(state_.load(std::memory_order_seq_cst)) == 0) {
       drain_.store(0, std::memory_order_relaxed);
-      return true;
+      return Drain::kDrained;
     }
-    if (FutexWait(&drain_, 1, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&drain_, 1, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut || r == FutexWaitResult::kInterrupted) {
       drain_.store(0, std::memory_order_relaxed);
-      return Readers(state_.load(std::memory_order_acquire)) == 0;
+      if (Readers(state_.load(std::memory_order_acquire)) == 0) return Drain::kDrained;
+      return r == FutexWaitResult::kTimedOut ? Drain::kTimedOut : Drain::kInterrupted;
     }
   }
 }
@@ -197,9 +205,12 @@ LockResult RwLock::LockSharedSlow(absl::Time deadline) {
     const absl::Time now = absl::Now();
     if (now >= deadline) return LockResult::kTimedOut;
     const absl::Time wake_at = std::min(deadline, now + period);
-    if (FutexWait(&state_, s, FutexScope::kShared, wake_at) != FutexWaitResult::kTimedOut) {
-      continue;
-    }
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&state_, s, FutexScope::kShared, wake_at);
+    // Interrupted: leave as at the deadline. kReadersWaiting may stay set
+    // (one useless wake when the writer leaves); no wake-up was consumed.
+    if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
+    if (r != FutexWaitResult::kTimedOut) continue;
     if (wake_at == deadline) continue;  // the next round returns kTimedOut, or gets in
     // A whole period passed: if readers are still shut out, check the holder.
     check_holder = true;

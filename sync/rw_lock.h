@@ -39,6 +39,13 @@
 //    it waits, keeps new readers out: use LockUntil() where readers may die,
 //    so the writer gives up (and lets readers in again).
 //
+// Interruption: Lock*/LockShared* and the std lock names (not the Try*
+// ones) are interruption points (sync/interrupt.h). A thread that would sleep
+// in the scope of a requested Interrupter leaves as a timed-out one does and
+// throws wharf::Interrupted, holding nothing: a writer interrupted while it
+// waits for readers to drain clears kWriter and wakes the readers it shut
+// out; a reader may leave kReadersWaiting set, which costs one useless wake.
+//
 // Cost: uncontended LockShared/UnlockShared and Lock/Unlock make no syscall
 // (read side: one CAS and one RMW; write side: the Mutex's two CASes plus two
 // RMWs). Waiting readers and writers spin briefly (sync_internal::kLockSpins)
@@ -172,8 +179,9 @@ class RwLock {
   // Holding writer_mu_ (acquired with `mu_result`): shuts the readers out and
   // waits for the readers inside to leave.
   LockResult Exclude(LockResult mu_result, absl::Time deadline);
-  // Waits until no read share is held. False at the deadline.
-  bool WaitForReaders(absl::Time deadline);
+  // Waits until no read share is held.
+  enum class Drain : uint8_t { kDrained, kTimedOut, kInterrupted };
+  Drain WaitForReaders(absl::Time deadline);
   // A reader's attempt to take over from a dead (or departed) exclusive
   // holder: kBusy if there is nothing to take over.
   LockResult TryRecover(absl::Time deadline);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/spin.h"
+#include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
@@ -78,7 +79,9 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
       }
       continue;
     }
-    if (FutexWait(&word_, 0, FutexScope::kShared, deadline) == FutexWaitResult::kTimedOut) {
+    const FutexWaitResult r =
+        sync_internal::InterruptibleFutexWait(&word_, 0, FutexScope::kShared, deadline);
+    if (r == FutexWaitResult::kTimedOut) {
       // Withdraw; take a permit if one appeared meanwhile.
       seen = word_.load(std::memory_order_relaxed);
       for (;;) {
@@ -89,6 +92,13 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
           return take;
         }
       }
+    }
+    if (r == FutexWaitResult::kInterrupted) {
+      // Withdraw without taking a permit (the count is unchanged), then
+      // throw. The kernel did not count us in any wake, so a release racing
+      // with this woke another sleeper, or none was asleep.
+      word_.fetch_sub(kOneWaiter, std::memory_order_relaxed);
+      sync_internal::ThrowInterrupted();
     }
     seen = word_.load(std::memory_order_relaxed);
   }

@@ -25,6 +25,13 @@
 // "waiting" mark behind: later releases then make one harmless futex-wake
 // syscall each. Nothing hangs.
 //
+// Interruption: acquire, AcquireUntil/AcquireFor and try_acquire_for/until
+// are interruption points (sync/interrupt.h): an acquirer that would sleep in
+// the scope of a requested Interrupter withdraws its announcement, takes no
+// permit (the count is unchanged) and throws wharf::Interrupted. It consumes
+// no wake-up: a release racing with it wakes another sleeper. try_acquire
+// never is.
+//
 // Cost: uncontended acquire and release are one CAS each, no syscall; release
 // wakes only when an acquirer has announced that it sleeps. A blocked acquirer
 // spins briefly (sync_internal::kLockSpins), then sleeps on the futex.

@@ -3,6 +3,7 @@
 #include "absl/time/clock.h"
 #include "wharf/runtime/internal/asymmetric_fence.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/internal/spin.h"
 
 namespace wharf::runtime_internal {
@@ -22,6 +23,14 @@ EventCount::Key EventCount::PrepareWait() noexcept {
 void EventCount::CancelWait() noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
 
 bool EventCount::CommitWait(Key key, absl::Time deadline) noexcept {
+  return CommitWaitImpl(key, deadline, /*interruptible=*/false);
+}
+
+bool EventCount::CommitWaitInterruptible(Key key, absl::Time deadline) {
+  return CommitWaitImpl(key, deadline, /*interruptible=*/true);
+}
+
+bool EventCount::CommitWaitImpl(Key key, absl::Time deadline, bool interruptible) {
   bool notified = false;
   // Spin before sleeping: a producer is often about to notify (see the
   // measurements in sync/internal/spin.h).
@@ -33,7 +42,13 @@ bool EventCount::CommitWait(Key key, absl::Time deadline) noexcept {
     CpuRelax();
   }
   while (!notified) {
-    const FutexWaitResult r = FutexWait(&epoch_, key, scope_, deadline);
+    const FutexWaitResult r =
+        interruptible ? sync_internal::InterruptibleFutexWait(&epoch_, key, scope_, deadline)
+                      : FutexWait(&epoch_, key, scope_, deadline);
+    if (r == FutexWaitResult::kInterrupted) {
+      waiters_.fetch_sub(1, std::memory_order_relaxed);
+      sync_internal::ThrowInterrupted();
+    }
     // acquire: pairs with the release bump in Wake.
     if (epoch_.load(std::memory_order_acquire) != key) {
       notified = true;

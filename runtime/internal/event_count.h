@@ -65,6 +65,11 @@ class EventCount {
   // Returns true when notified, false on timeout. Withdraws the announcement.
   bool CommitWait(Key key, absl::Time deadline = absl::InfiniteFuture()) noexcept;
 
+  // CommitWait that is an interruption point (sync/interrupt.h): when the
+  // calling thread's Interrupter is requested before or during the sleep it
+  // withdraws the announcement and throws wharf::Interrupted.
+  bool CommitWaitInterruptible(Key key, absl::Time deadline = absl::InfiniteFuture());
+
   // Wakes one waiter (NotifyAll: every waiter). With no waiter announced:
   // one seq_cst fence and one load, no syscall. Never blocks.
   void Notify() noexcept {
@@ -87,6 +92,7 @@ class EventCount {
     return waiters_.load(std::memory_order_relaxed) != 0;
   }
   void Wake(int count) noexcept;
+  bool CommitWaitImpl(Key key, absl::Time deadline, bool interruptible);
 
   // Protocol.
   //   epoch_   (the futex word): bumped by every Notify that saw a waiter.

@@ -14,6 +14,7 @@
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/value.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
@@ -410,6 +411,74 @@ TEST(MessagePortTest, CloseRacesWithPostsIntoBlockingReceive) {
     for (auto& t : threads) t.join();
     ASSERT_EQ(delivered, accepted.load()) << "round " << round;
   }
+}
+
+// Receive() asleep in a thread under an InterruptibleScope throws
+// Interrupted when its Interrupter is requested; the port is left as a
+// timeout leaves it (later posts are received normally).
+TEST(MessagePortTest, SleepingReceiveIsAnInterruptionPoint) {
+  Watchdog dog("ReceiveInterrupted", absl::Seconds(60));
+  auto [a, b] = MessageChannel::Create();
+  Interrupter interrupter;
+  std::atomic<int> outcome{0};  // 1 = Interrupted, 2 = returned
+  std::thread t([&, &b = b] {
+    InterruptibleScope scope(interrupter);
+    try {
+      auto v = b.Receive();
+      outcome = 2;
+    } catch (const Interrupted&) {
+      outcome = 1;
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(50));  // past the 20 µs spin: asleep
+  EXPECT_EQ(outcome.load(), 0);
+  interrupter.Request();
+  t.join();
+  EXPECT_EQ(outcome.load(), 1);
+  ASSERT_TRUE(a.PostMessage(Value(7)).ok());
+  auto v = b.Receive(absl::Seconds(5));
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->AsInt().value(), 7);
+  // A thread outside any scope is never interrupted.
+  auto r = b.Receive(absl::Milliseconds(20));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(r.status()));
+}
+
+TEST(MessagePortTest, BlockedSenderIsAnInterruptionPoint) {
+  Watchdog dog("BlockedSenderInterrupted", absl::Seconds(60));
+  PortOptions options;
+  options.capacity = 1;
+  options.on_full = PortOptions::OnFull::kBlock;
+  auto [a, b] = MessageChannel::Create(options);
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  Interrupter interrupter;
+  std::atomic<int> outcome{0};
+  // The blocked post transfers a Buffer: interrupted, the sender keeps it.
+  Value msg = Value::Map();
+  msg.GetMap()->Set("data", Buffer::Allocate(1024).value());
+  Buffer* data = msg["data"]->GetBuffer();
+  std::thread t([&, &a = a] {
+    InterruptibleScope scope(interrupter);
+    try {
+      Transferable list[] = {data};
+      (void)a.PostMessage(msg, list);
+      outcome = 2;
+    } catch (const Interrupted&) {
+      outcome = 1;
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(outcome.load(), 0);
+  interrupter.Request();
+  t.join();
+  EXPECT_EQ(outcome.load(), 1);
+  EXPECT_FALSE(data->detached());
+  EXPECT_EQ(data->size(), 1024u);
+  // The interrupted post sent nothing; the queue holds exactly the first.
+  EXPECT_EQ(b.TryReceive()->AsInt().value(), 1);
+  EXPECT_FALSE(b.TryReceive().has_value());
+  EXPECT_TRUE(a.PostMessage(Value(3)).ok());
+  EXPECT_EQ(b.TryReceive()->AsInt().value(), 3);
 }
 
 TEST(MessagePortTest, StressFourProducers) {

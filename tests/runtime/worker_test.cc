@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <optional>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -21,6 +23,11 @@
 #include "wharf/runtime/future.h"
 #include "wharf/runtime/message_port.h"
 #include "wharf/runtime/value.h"
+#include "wharf/sync/atomics.h"
+#include "wharf/sync/cond_var.h"
+#include "wharf/sync/interrupt.h"
+#include "wharf/sync/mutex.h"
+#include "wharf/sync/semaphore.h"
 
 WHARF_WORKER_ENTRY(worker_test_reply_name) {
   (void)ctx.parent_port().PostMessage(wharf::Value(ctx.name()));
@@ -234,12 +241,18 @@ TEST(WorkerTest, ExitWithCode) {
 
 TEST(WorkerTest, TerminateWhileBlockedInReceive) {
   Watchdog dog("terminate in Receive", absl::Seconds(30));
+  constexpr int kThrew = 1000;
   EventLoop loop;
   std::atomic<int> receive_code{-1};
   auto w = Worker::Start(
       [&](WorkerContext& ctx) {
         (void)ctx.parent_port().PostMessage(Value("ready"));
-        receive_code = static_cast<int>(ctx.parent_port().Receive().status().code());
+        try {
+          receive_code = static_cast<int>(ctx.parent_port().Receive().status().code());
+        } catch (const Interrupted&) {
+          receive_code = kThrew;
+          throw;
+        }
       },
       WorkerOptions{.loop = &loop});
   ASSERT_TRUE(w.ok());
@@ -248,7 +261,14 @@ TEST(WorkerTest, TerminateWhileBlockedInReceive) {
   Future<int> f;
   w->OnMessage([&](Value) { f = w->Terminate(); });
   loop.Run();
-  EXPECT_EQ(receive_code.load(), static_cast<int>(absl::StatusCode::kCancelled));
+  // Terminate both closes the channel and requests the worker's
+  // interrupter: the sleeping Receive wakes from whichever it sees first —
+  // Cancelled "port closed", or Interrupted thrown (Receive is an
+  // interruption point). Either way it does not hang and the code is 1.
+  EXPECT_TRUE(receive_code.load() == static_cast<int>(absl::StatusCode::kCancelled) ||
+              receive_code.load() == kThrew)
+      << receive_code.load();
+  for (const std::string& e : ev.log) EXPECT_NE(e.rfind("error:", 0), 0u) << e;
   EXPECT_EQ(ev.exit_code, 1);
   EXPECT_EQ(f.Get().value(), 1);
   EXPECT_EQ(w->Terminate().Get().value(), 1);  // idempotent
@@ -483,6 +503,256 @@ TEST(WorkerTest, StackSizeApplied) {
   loop.Run();
   EXPECT_GE(seen.load(), kSize);
   EXPECT_LE(seen.load(), 4 * kSize);
+}
+
+// ---- Terminate interrupts Wharf waits (sync/interrupt.h) ----
+
+// Starts a worker that posts "ready" and then blocks in `block` (which never
+// returns on its own); terminates it once "ready" arrives and checks that it
+// ends as terminated: exit code 1, no OnError.
+void ExpectTerminatedWhileBlocked(const char* what, std::function<void()> block) {
+  Watchdog dog(what, absl::Seconds(60));
+  EventLoop loop;
+  auto w = Worker::Start(
+      [block](WorkerContext& ctx) {
+        (void)ctx.parent_port().PostMessage(Value("ready"));
+        block();
+        ADD_FAILURE() << "the blocking call returned";
+      },
+      WorkerOptions{.loop = &loop});
+  ASSERT_TRUE(w.ok());
+  Events ev;
+  ev.Attach(*w);
+  Future<int> f;
+  w->OnMessage([&](Value v) {
+    ev.log.push_back("msg:" + Str(v));
+    // Give the worker time to fall asleep (not needed for correctness: a
+    // request before the wait makes it throw at once).
+    absl::SleepFor(absl::Milliseconds(20));
+    f = w->Terminate();
+  });
+  loop.Run();
+  EXPECT_EQ(ev.log, (std::vector<std::string>{"online", "msg:ready", "exit:1"})) << what;
+  EXPECT_EQ(f.Get().value(), 1) << what;
+}
+
+TEST(WorkerTest, TerminateWhileBlockedInAtomicsWait) {
+  int32_t cell = 0;  // nobody ever notifies it
+  ExpectTerminatedWhileBlocked("atomics::Wait", [&] { (void)atomics::Wait(cell, 0); });
+  alignas(8) int64_t wide = 0;
+  ExpectTerminatedWhileBlocked("atomics::Wait 64", [&] { (void)atomics::Wait(wide, int64_t{0}); });
+}
+
+TEST(WorkerTest, TerminateWhileBlockedInMutexHeldByMain) {
+  Mutex mu;
+  mu.lock();  // held by the main thread for the whole test
+  ExpectTerminatedWhileBlocked("Mutex", [&] { mu.lock(); });
+  ExpectTerminatedWhileBlocked("Mutex::Lock", [&] { (void)mu.Lock(); });
+  // The main thread's lock still works.
+  EXPECT_TRUE(mu.HeldByCurrentThread());
+  mu.unlock();
+  EXPECT_TRUE(mu.try_lock());
+  mu.unlock();
+  EXPECT_EQ(mu.RawWordForTesting() & ~Mutex::kWaitersBit, 0u);
+}
+
+TEST(WorkerTest, TerminateWhileBlockedInCondVarAndSemaphore) {
+  Mutex mu;
+  CondVar cv;
+  ExpectTerminatedWhileBlocked("CondVar", [&] {
+    std::unique_lock<Mutex> lock(mu);
+    cv.wait(lock, [] { return false; });
+  });
+  EXPECT_TRUE(mu.try_lock());  // released while the exception unwound
+  mu.unlock();
+  EXPECT_EQ(cv.WaitersForTesting(), 0u);
+
+  Semaphore sem(0);
+  ExpectTerminatedWhileBlocked("Semaphore", [&] { sem.acquire(); });
+  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.RawWordForTesting(), 0u);
+}
+
+TEST(WorkerTest, TerminateInterruptsAgainAfterACatchAll) {
+  int32_t cell = 0;
+  ExpectTerminatedWhileBlocked("catch-all", [&] {
+    try {
+      (void)atomics::Wait(cell, 0);
+    } catch (...) {
+    }
+    (void)atomics::Wait(cell, 0);  // the request is sticky
+  });
+}
+
+TEST(WorkerTest, TerminateWhileBlockedInFutureGet) {
+  Promise<int> never;
+  Future<int> f = never.GetFuture();
+  ExpectTerminatedWhileBlocked("Future::Get", [&] { (void)f.Get(); });
+}
+
+TEST(WorkerTest, InterruptedFromAnotherInterrupterIsAnError) {
+  Watchdog dog("foreign interrupter", absl::Seconds(30));
+  EventLoop loop;
+  auto w = Worker::Start(
+      [](WorkerContext&) {
+        Interrupter mine;
+        mine.Request();
+        InterruptibleScope scope(mine);
+        int32_t cell = 0;
+        (void)atomics::Wait(cell, 0);
+      },
+      WorkerOptions{.loop = &loop});
+  ASSERT_TRUE(w.ok());
+  Events ev;
+  ev.Attach(*w);
+  loop.Run();
+  ASSERT_EQ(ev.log.size(), 3u);
+  EXPECT_EQ(ev.log[1].rfind("error:wharf::Interrupted", 0), 0u) << ev.log[1];
+  EXPECT_EQ(ev.log[2], "exit:1");
+}
+
+TEST(WorkerTest, DestroyWhileBlockedInAtomicsWait) {
+  Watchdog dog("destroy in Wait", absl::Seconds(30));
+  EventLoop loop;
+  int32_t cell = 0;
+  std::atomic<bool> entered{false};
+  std::atomic<bool> interrupted{false};
+  {
+    auto w = Worker::Start(
+        [&](WorkerContext&) {
+          entered = true;
+          try {
+            (void)atomics::Wait(cell, 0);
+          } catch (const Interrupted&) {
+            interrupted = true;
+            throw;
+          }
+        },
+        WorkerOptions{.loop = &loop});
+    ASSERT_TRUE(w.ok());
+    while (!entered.load()) absl::SleepFor(absl::Milliseconds(1));
+    absl::SleepFor(absl::Milliseconds(5));
+  }  // ~Worker: interrupts and joins
+  EXPECT_TRUE(interrupted.load());
+  loop.Run();
+}
+
+// ---- Messages kept until OnMessage is set ----
+
+TEST(WorkerTest, MessagesWithoutHandlerAreKeptUntilOnMessage) {
+  Watchdog dog("kept messages", absl::Seconds(30));
+  EventLoop loop;
+  auto w = Worker::Start(
+      [](WorkerContext& ctx) {
+        for (const char* s : {"a", "b", "c"}) (void)ctx.parent_port().PostMessage(Value(s));
+        (void)ctx.parent_port().Receive();  // until the owner has a handler
+        (void)ctx.parent_port().PostMessage(Value("d"));
+      },
+      WorkerOptions{.loop = &loop});
+  ASSERT_TRUE(w.ok());
+  std::vector<std::string> log;
+  w->OnExit([&](int code) { log.push_back("exit:" + std::to_string(code)); });
+  loop.SetTimeout(absl::Milliseconds(30), [&] {
+    w->OnMessage([&](Value v) { log.push_back(Str(v)); });
+    EXPECT_TRUE(log.empty());  // delivered from the loop, not inside the setter
+    ASSERT_TRUE(w->PostMessage(Value("go")).ok());
+  });
+  loop.Run();
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "c", "d", "exit:0"}));
+}
+
+TEST(WorkerTest, MessagesKeptAtExitAreDeliveredBeforeExit) {
+  Watchdog dog("kept at exit", absl::Seconds(30));
+  EventLoop loop;
+  std::vector<std::string> log;
+  std::optional<Worker> w;
+  loop.Post([&] {
+    auto started = Worker::Start([](WorkerContext& ctx) {
+      for (int i = 0; i < 3; ++i) (void)ctx.parent_port().PostMessage(Value(i));
+    });
+    ASSERT_TRUE(started.ok());
+    w.emplace(*std::move(started));
+    w->OnExit([&](int code) {
+      log.push_back("exit:" + std::to_string(code));
+      // Set late, from OnExit: too late, the kept messages were dropped.
+      w->OnMessage([&](Value) { log.push_back("late"); });
+    });
+  });
+  loop.Run();
+  EXPECT_EQ(log, (std::vector<std::string>{"exit:0"}));
+
+  // With a handler set after the messages arrived but before the exit is
+  // processed, all are delivered, in order, before OnExit.
+  EventLoop loop2;
+  std::vector<std::string> log2;
+  auto w2 = Worker::Start(
+      [](WorkerContext& ctx) {
+        for (int i = 0; i < 3; ++i) (void)ctx.parent_port().PostMessage(Value(i));
+        (void)ctx.parent_port().Receive();
+      },
+      WorkerOptions{.loop = &loop2});
+  ASSERT_TRUE(w2.ok());
+  w2->OnExit([&](int code) { log2.push_back("exit:" + std::to_string(code)); });
+  loop2.SetTimeout(absl::Milliseconds(30), [&] {
+    w2->OnMessage([&](Value v) { log2.push_back("#" + std::to_string(*v.AsInt())); });
+    (void)w2->Terminate();
+  });
+  loop2.Run();
+  EXPECT_EQ(log2, (std::vector<std::string>{"#0", "#1", "#2", "exit:1"}));
+}
+
+// ---- worker_data with a transfer list ----
+
+TEST(WorkerTest, WorkerDataWithTransferList) {
+  Watchdog dog("transfer", absl::Seconds(30));
+  EventLoop loop;
+  Value data = Value::Map();
+  data.GetMap()->Set("moved", Buffer::Allocate(64).value());
+  data.GetMap()->Set("copied", Buffer::Allocate(64).value());
+  Buffer* moved = data["moved"]->GetBuffer();
+  Buffer* copied = data["copied"]->GetBuffer();
+  moved->data()[3] = std::byte{7};
+  copied->data()[5] = std::byte{9};
+  const std::byte* moved_bytes = moved->data();
+  const std::byte* copied_bytes = copied->data();
+  auto w = Worker::Start(
+      [](WorkerContext& ctx) {
+        ASSERT_TRUE(ctx.parent_port().PostMessage(std::move(ctx.worker_data())).ok());
+      },
+      // The Map's elements keep their addresses when `data` moves.
+      WorkerOptions{.worker_data = std::move(data), .transfer = {moved}, .loop = &loop});
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::optional<Value> got;
+  w->OnMessage([&](Value v) { got = std::move(v); });
+  loop.Run();
+  ASSERT_TRUE(got.has_value());
+  Buffer* m = (*got)["moved"]->GetBuffer();
+  Buffer* c = (*got)["copied"]->GetBuffer();
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(m->data(), moved_bytes);  // transferred: the same memory
+  EXPECT_NE(c->data(), copied_bytes);  // not listed: a copy
+  EXPECT_EQ(m->data()[3], std::byte{7});
+  EXPECT_EQ(c->data()[5], std::byte{9});
+}
+
+TEST(WorkerTest, WorkerDataTransferListErrorStartsNothing) {
+  Watchdog dog("transfer error", absl::Seconds(30));
+  EventLoop loop;
+  Value data = Value::Map();
+  data.GetMap()->Set("buf", Buffer::Allocate(64).value());
+  Buffer* buf = data["buf"]->GetBuffer();
+  std::atomic<bool> ran{false};
+  auto w = Worker::Start([&](WorkerContext&) { ran = true; },
+                         WorkerOptions{.worker_data = std::move(data),
+                                       .transfer = {buf, buf},  // listed twice
+                                       .loop = &loop});
+  ASSERT_FALSE(w.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << w.status();
+  EXPECT_NE(std::string(w.status().message()).find("DataCloneError"), std::string::npos)
+      << w.status();
+  loop.Run();  // nothing ref'd: returns at once
+  EXPECT_FALSE(ran.load());
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 //                           echoes it. Peers: wharf_port (PostMessage(Value(i))
 //                           + blocking Receive() on both sides), moodycamel
 //                           (a pair of BlockingConcurrentQueue<int>, enqueue +
-//                           wait_dequeue), raw_futex_private (store + FUTEX_WAKE,
+//                           wait_dequeue), moodycamel_value (the same pair
+//                           carrying wharf::Value: what the element size
+//                           costs), raw_futex_private (store + FUTEX_WAKE,
 //                           FUTEX_WAIT loop) and pure_spin (the physical floor:
 //                           no syscall at all).
 //   BM_IdleReceiver/<peer>  one iteration = a receive on an empty queue with a
@@ -139,6 +141,36 @@ void BM_PingPong_Moodycamel(benchmark::State& state) {
         }
       });
 }
+
+struct QueueValueShared {
+  moodycamel::BlockingConcurrentQueue<wharf::Value> to_pong;
+  moodycamel::BlockingConcurrentQueue<wharf::Value> to_ping;
+  alignas(64) int32_t pong_ready = 0;
+};
+
+void BM_PingPong_MoodycamelValue(benchmark::State& state) {
+  wharf_bench::PingPongThreads<QueueValueShared>(
+      state,
+      [](benchmark::State& st, QueueValueShared& s) {
+        int i = 0;
+        wharf::Value got;
+        for (auto _ : st) {
+          s.to_pong.enqueue(wharf::Value(++i));
+          s.to_ping.wait_dequeue(got);
+          benchmark::DoNotOptimize(got);
+        }
+        s.to_pong.enqueue(wharf::Value(kStop));
+      },
+      [](QueueValueShared& s) {
+        wharf::Value v;
+        for (;;) {
+          s.to_pong.wait_dequeue(v);
+          if (*v.AsInt() == kStop) return;
+          s.to_ping.enqueue(std::move(v));
+        }
+      });
+}
+BENCHMARK(BM_PingPong_MoodycamelValue)->Name("BM_PingPong/moodycamel_value")->UseRealTime();
 
 struct alignas(64) Cell {
   int32_t value = 0;

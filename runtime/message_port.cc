@@ -711,7 +711,7 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   // once per Receive, then sleeps. The spin polls only the queue (its producer
   // indices: read-only, no line is taken from the sender) and looks at the
   // closed state once per round.
-  const absl::Time spin_end = std::min(deadline, absl::Now() + kReceiveSpin);
+  absl::Time spin_end = absl::InfiniteFuture();  // read the clock only if the spin lasts
   for (bool spinning = true; spinning;) {
     for (int i = 0; i < 64; ++i) {
       if (in.Ready()) {
@@ -720,7 +720,11 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
       }
       sync_internal::CpuRelax();
     }
-    if (spinning && (in.Drained() || absl::Now() >= spin_end)) spinning = false;
+    if (!spinning) break;
+    if (in.Drained()) break;
+    const absl::Time now = absl::Now();
+    if (spin_end == absl::InfiniteFuture()) spin_end = std::min(deadline, now + kReceiveSpin);
+    if (now >= spin_end) spinning = false;
   }
   for (;;) {
     if (in.TryTake(v)) break;

@@ -63,6 +63,7 @@ sources=(
   "$repo/sync/shared_buffer.cc"
   "$repo/sync/mutex.cc"
   "$repo/sync/futex.cc"
+  "$repo/sync/interrupt.cc"
 )
 for extra in "$repo"/sync/internal/*.cc; do
   [[ -f "$extra" ]] && sources+=("$extra")

@@ -16,6 +16,8 @@
 #include "wharf/runtime/internal/asymmetric_fence.h"
 #include "wharf/runtime/internal/event_count.h"
 #include "wharf/runtime/internal/in_flight_senders.h"
+#include "wharf/runtime/internal/spsc_lane.h"
+#include "wharf/sync/internal/thread_identity.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
@@ -51,6 +53,15 @@ struct Inbox {
   explicit Inbox(bool bounded_in) : bounded(bounded_in) {}
 
   moodycamel::ConcurrentQueue<Value> queue;
+  // The fast lane: the first thread that posts here claims it (lane_owner,
+  // its sync_internal::CurrentOwnerId, which includes the thread's start time
+  // so a reused TID is another thread) and sends through it from then on;
+  // every other thread uses `queue`. Each producer thus always uses one path,
+  // which keeps per-producer FIFO. A one-producer port — a worker's parent
+  // port, a ping-pong — moves one cache line per message (spsc_lane.h).
+  std::atomic<uint64_t> lane_owner{0};
+  SpscLane<Value> lane;
+  bool lane_turn = true;  // owner thread: which source TryTake polls first
   const bool bounded;
   alignas(64) std::atomic<uint32_t> state{0};
   alignas(64) std::atomic<int64_t> count{0};
@@ -87,10 +98,11 @@ struct Inbox {
   // Owner thread (the only dequeuer). Exact: after the acquire load saw no
   // sender in flight, every enqueue happened before, and only this thread
   // dequeues, so the queue's size is not moving.
-  bool Drained() const {
+  bool Drained() {
     if ((state.load(std::memory_order_acquire) & kClosed) == 0) return false;
     if (InFlightSenders::AnyIn(this)) return false;
     if (cached_next < cached_end) return false;
+    if (lane.Ready()) return false;
     return bounded ? count.load(std::memory_order_acquire) == 0 : queue.size_approx() == 0;
   }
 
@@ -99,6 +111,14 @@ struct Inbox {
   // receiver-side cache: one bulk dequeue costs moodycamel about what one
   // single dequeue does, and it was the consumer's largest cost.
   bool TryTake(Value& out) {
+    // Alternate between the lane and the queue so that neither starves the
+    // other's producers.
+    lane_turn = !lane_turn;
+    if (lane_turn && lane.Pop(out)) return true;
+    if (TryTakeQueued(out)) return true;
+    return !lane_turn && lane.Pop(out);
+  }
+  bool TryTakeQueued(Value& out) {
     if (cached_next == cached_end) {
       if (cache == nullptr) cache = std::make_unique<Value[]>(kCache);
       cached_end = queue.try_dequeue_bulk(cache.get(), kCache);
@@ -110,7 +130,7 @@ struct Inbox {
     return true;
   }
   // Owner thread: something to take now (cheap enough to poll).
-  bool Ready() const { return cached_next < cached_end || queue.size_approx() != 0; }
+  bool Ready() { return lane.Ready() || cached_next < cached_end || queue.size_approx() != 0; }
 
   // The receiver-side cache of TryTake (owner thread). Taken from `queue`
   // but not yet by the user: still queued as far as anyone can tell.
@@ -578,7 +598,14 @@ absl::Status MessagePort::Send(Value&& message) {
       return absl::DeadlineExceededError("port full: timed out waiting for room");
     }
   }
-  if (!out.queue.enqueue(std::move(message))) {
+  // The fast lane when this thread owns it (or claims it now).
+  const uint64_t me = sync_internal::CurrentOwnerId();
+  uint64_t owner = out.lane_owner.load(std::memory_order_relaxed);
+  if (owner == 0 && out.lane_owner.compare_exchange_strong(owner, me, std::memory_order_acquire,
+                                                           std::memory_order_relaxed)) {
+    owner = me;
+  }
+  if (owner == me ? !out.lane.Push(std::move(message)) : !out.queue.enqueue(std::move(message))) {
     if (cap != 0) out.count.fetch_sub(1, std::memory_order_acq_rel);
     leave(false);
     return absl::ResourceExhaustedError("out of memory queueing a message");

@@ -69,8 +69,10 @@
 // read-modify-write and no fence instruction (the sender marks itself in a
 // per-thread in-flight record; Close() and a receiver about to sleep pay for
 // the ordering instead, with one membarrier(2) each). No syscall when the
-// receiver is busy, one futex wake when it sleeps in Receive(). A receiver
-// takes up to 32 messages per dequeue into a cache of its own. For a port on
+// receiver is busy, one futex wake when it sleeps in Receive(). The first
+// thread that posts to a port gets a single-producer lane whose 64-byte slot
+// holds the message and its ready flag (one cache line per message); other
+// threads share a moodycamel queue, which the receiver dequeues 32 at a time. For a port on
 // a loop, one drain task is posted per burst (an atomic "scheduled" flag; a
 // post then costs one seq_cst fence), which delivers up to 1024 messages
 // before yielding to the loop. A structured clone costs a deep copy of the

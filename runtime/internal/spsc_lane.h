@@ -15,9 +15,8 @@
 //   Pop (consumer): at the end of a segment follow `next` (acquire; null means
 //     empty) and give the finished segment back as the spare (exchange,
 //     release; a previous spare is freed); ready.load(acquire) == 1 means the
-//     element is published; move it out, reset the slot (value and ready = 0,
-//     relaxed: the segment is reused only after the release exchange that
-//     hands it back).
+//     element is published; move it out and reset ready to 0 (relaxed: the
+//     segment is reused only after the release exchange that hands it back).
 //   The first segment is allocated by the first Push and published through
 //   `first_` (release/acquire), so an unused lane costs no allocation.
 // Memory ordering: everything the producer did before Push is visible to the
@@ -81,8 +80,9 @@ class SpscLane {
   bool Pop(T& out) {
     Slot* slot = Front();
     if (slot == nullptr) return false;
+    // The moved-from element stays in the slot until the next Push into it
+    // assigns over it (moved-from Values own nothing).
     out = std::move(slot->value);
-    slot->value = T();
     slot->ready.store(0, std::memory_order_relaxed);
     ++head_idx_;
     return true;

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/sync/lock_shared_state.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
@@ -180,13 +181,7 @@ TEST(BarrierDeathTest, TooManyArrivalsAbort) {
 
 // ---- Cross-process: parent and children run phases of one Barrier ----
 
-// Mirrors BarrierShared in helper_locks.cc.
-struct BarrierShared {
-  Barrier barrier;
-  uint32_t serials;
-  uint32_t errors;
-};
-static_assert(sizeof(BarrierShared) == 24);
+using ::wharf::testing::BarrierShared;  // tests/sync/lock_shared_state.h
 
 TEST(BarrierProcessTest, PhasesAcrossProcesses) {
   Watchdog dog("PhasesAcrossProcesses", absl::Seconds(60));

@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/sync/lock_shared_state.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
@@ -331,15 +332,7 @@ TEST(CondVarDeathTest, WaitWithoutTheMutexAborts) {
 
 // ---- Cross-process: a Mutex + CondVar in a named SharedBuffer ----
 
-// Mirrors CondVarShared in helper_locks.cc.
-struct CondVarShared {
-  Mutex mu;
-  CondVar cv;
-  uint32_t turn;
-  uint32_t pad;
-  int64_t value;
-};
-static_assert(sizeof(CondVarShared) == 32);
+using ::wharf::testing::CondVarShared;  // tests/sync/lock_shared_state.h
 
 TEST(CondVarProcessTest, PingPongAcrossProcesses) {
   Watchdog dog("PingPongAcrossProcesses", absl::Seconds(60));

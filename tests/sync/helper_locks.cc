@@ -1,9 +1,8 @@
 // sync_process_helper subcommands for the cross-process tests of CondVar,
 // Semaphore, RwLock, Barrier, Latch and Notification.
 //
-// Each test keeps its state in a named SharedBuffer (opened here by name). The
-// state structs are plain data and are declared again, identically, in the
-// test that creates them; the static_asserts on both sides pin the layout.
+// Each test keeps its state in a named SharedBuffer (opened here by name); the
+// state structs are in lock_shared_state.h, shared with the tests.
 // Exit codes: 0 success; 3 the buffer could not be opened; 4.. a check failed
 // (see each command).
 #include <unistd.h>
@@ -13,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/sync/lock_shared_state.h"
 #include "tests/sync/process_helper_registry.h"
 #include "wharf/sync/atomics.h"
 #include "wharf/sync/barrier.h"
@@ -27,51 +27,6 @@
 namespace wharf::testing {
 namespace {
 
-// --- Layouts (mirrored in the tests) -------------------------------------------
-
-struct CondVarShared {  // cond_var_test.cc
-  Mutex mu;
-  CondVar cv;
-  uint32_t turn;   // whose turn: 0 (parent) or 1 (child)
-  uint32_t pad;
-  int64_t value;   // incremented once per turn
-};
-static_assert(sizeof(CondVarShared) == 32);
-
-struct SemaphoreShared {  // semaphore_test.cc
-  Semaphore ping;
-  Semaphore pong;
-  Semaphore slots;
-  uint32_t holders;     // inside the `slots` section now (atomics)
-  uint32_t violations;  // times holders exceeded the limit (atomics)
-  uint64_t entries;     // total entries into the `slots` section (atomics)
-};
-static_assert(sizeof(SemaphoreShared) == 64);
-
-struct RwLockShared {  // rw_lock_test.cc
-  RwLock lock;
-  int64_t a;         // a == b whenever no writer is inside
-  int64_t b;
-  uint32_t ready;    // a child sets it (atomics) when it holds what it said
-  uint32_t release;  // the parent sets it to let a child go on
-  int64_t recoveries;
-};
-static_assert(sizeof(RwLockShared) == 48);
-
-struct BarrierShared {  // barrier_test.cc
-  Barrier barrier;
-  uint32_t serials;  // ArriveAndWait() == true, summed over all phases (atomics)
-  uint32_t errors;   // phase mismatches seen (atomics)
-};
-static_assert(sizeof(BarrierShared) == 24);
-
-struct EventShared {  // latch_test.cc, notification_test.cc
-  Latch arrived;      // each child counts down once it is about to wait
-  Notification go;    // the parent notifies after writing payload
-  uint32_t counted;   // children that counted down (atomics)
-  uint32_t payload;   // written by the parent before go.Notify()
-};
-static_assert(sizeof(EventShared) == 16);
 
 template <class T>
 T* Open(const std::string& name, SharedBuffer* keep) {

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/sync/lock_shared_state.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
@@ -149,14 +150,7 @@ TEST(NotificationTest, SharedMemoryLayout) {
 
 // ---- Cross-process: children wait on a Notification in a named buffer ----
 
-// Mirrors EventShared in helper_locks.cc.
-struct EventShared {
-  Latch arrived;
-  Notification go;
-  uint32_t counted;
-  uint32_t payload;
-};
-static_assert(sizeof(EventShared) == 16);
+using ::wharf::testing::EventShared;  // tests/sync/lock_shared_state.h
 
 TEST(NotificationProcessTest, ChildrenSeeNotifyAndPayload) {
   Watchdog dog("ChildrenSeeNotifyAndPayload", absl::Seconds(60));

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/sync/lock_shared_state.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
@@ -416,16 +417,7 @@ TEST(RwLockDeathTest, Misuse) {
 
 // ---- Cross-process: an RwLock in a named SharedBuffer ----
 
-// Mirrors RwLockShared in helper_locks.cc.
-struct RwLockShared {
-  RwLock lock;
-  int64_t a;
-  int64_t b;
-  uint32_t ready;
-  uint32_t release;
-  int64_t recoveries;
-};
-static_assert(sizeof(RwLockShared) == 48);
+using ::wharf::testing::RwLockShared;  // tests/sync/lock_shared_state.h
 
 class RwLockProcessTest : public ::testing::Test {
  protected:

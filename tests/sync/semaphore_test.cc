@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/sync/lock_shared_state.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
@@ -236,16 +237,7 @@ TEST(SemaphoreDeathTest, BadConstructionAborts) {
 
 // ---- Cross-process: Semaphores in a named SharedBuffer ----
 
-// Mirrors SemaphoreShared in helper_locks.cc.
-struct SemaphoreShared {
-  Semaphore ping;
-  Semaphore pong;
-  Semaphore slots;
-  uint32_t holders;
-  uint32_t violations;
-  uint64_t entries;
-};
-static_assert(sizeof(SemaphoreShared) == 64);
+using ::wharf::testing::SemaphoreShared;  // tests/sync/lock_shared_state.h
 
 class SemaphoreProcessTest : public ::testing::Test {
  protected:

@@ -57,7 +57,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
-#include "wharf/runtime/internal/event_count.h"
+#include "wharf/sync/internal/event_count.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf {
@@ -167,7 +167,7 @@ class EventLoop {
 
   struct Queue;
   std::unique_ptr<Queue> queue_;
-  runtime_internal::EventCount wake_;
+  sync_internal::EventCount wake_;
   std::atomic<int64_t> refs_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> kicked_{false};  // timers or refs changed: re-check

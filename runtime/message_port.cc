@@ -13,8 +13,8 @@
 #include <concurrentqueue/concurrentqueue.h>
 
 #include "absl/time/clock.h"
-#include "wharf/runtime/internal/asymmetric_fence.h"
-#include "wharf/runtime/internal/event_count.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/event_count.h"
 #include "wharf/runtime/internal/in_flight_senders.h"
 #include "wharf/runtime/internal/spsc_lane.h"
 #include "wharf/sync/internal/thread_identity.h"
@@ -24,6 +24,8 @@
 
 namespace wharf {
 namespace runtime_internal {
+
+using sync_internal::EventCount;
 
 // One direction of a channel: the queue a port receives from.
 //
@@ -532,7 +534,7 @@ void MessagePort::Close() {
   // See Inbox::state: kClosing, the heavy side of the senders' Dekker pair,
   // then kClosed.
   for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosing, std::memory_order_acq_rel);
-  runtime_internal::HeavyFence();
+  sync_internal::HeavyFence();
   for (Inbox& in : core_->inbox) in.state.fetch_or(Inbox::kClosed, std::memory_order_release);
   for (int side = 0; side < 2; ++side) {
     Inbox& in = core_->inbox[side];
@@ -581,7 +583,7 @@ absl::Status MessagePort::Send(Value&& message) {
              out.state.load(std::memory_order_acquire) != 0;
     };
     if (has_room()) continue;
-    const runtime_internal::EventCount::Key key = out.space.PrepareWait();
+    const sync_internal::EventCount::Key key = out.space.PrepareWait();
     if (has_room()) {
       out.space.CancelWait();
       continue;
@@ -756,7 +758,7 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   for (;;) {
     if (in.TryTake(v)) break;
     if (in.Drained()) return absl::CancelledError("port closed");
-    const runtime_internal::EventCount::Key key = in.ready.PrepareWait();
+    const sync_internal::EventCount::Key key = in.ready.PrepareWait();
     if (in.TryTake(v)) {
       in.ready.CancelWait();
       break;
@@ -823,7 +825,7 @@ absl::Status MessagePort::Start(EventLoop& loop) {
     in.loop = &loop;
     in.attached.store(true, std::memory_order_seq_cst);
   }
-  runtime_internal::HeavyFence();  // see Inbox::attached
+  sync_internal::HeavyFence();  // see Inbox::attached
   runtime_internal::UpdateRef(in);
   runtime_internal::ScheduleDrain(core_, side_);
   return absl::OkStatus();

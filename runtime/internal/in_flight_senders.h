@@ -30,9 +30,12 @@
 
 #include <atomic>
 
-#include "wharf/runtime/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
 
 namespace wharf::runtime_internal {
+
+using sync_internal::HeavyFence;
+using sync_internal::LightFence;
 
 class InFlightSenders {
  public:

@@ -29,10 +29,10 @@
 #include <cstdint>
 
 #include "absl/time/time.h"
-#include "wharf/runtime/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
 #include "wharf/sync/futex.h"
 
-namespace wharf::runtime_internal {
+namespace wharf::sync_internal {
 
 class EventCount {
  public:
@@ -118,6 +118,6 @@ class EventCount {
   const bool asymmetric_;
 };
 
-}  // namespace wharf::runtime_internal
+}  // namespace wharf::sync_internal
 
 #endif  // WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_

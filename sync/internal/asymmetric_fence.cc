@@ -1,4 +1,4 @@
-#include "wharf/runtime/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
 
 #include <linux/membarrier.h>
 #include <sys/mman.h>
@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <mutex>
 
-namespace wharf::runtime_internal {
+namespace wharf::sync_internal {
 namespace asymmetric_fence_internal {
 
 std::atomic<int> mode{0};
@@ -75,4 +75,4 @@ void HeavyFence() {
   MprotectBarrier();
 }
 
-}  // namespace wharf::runtime_internal
+}  // namespace wharf::sync_internal

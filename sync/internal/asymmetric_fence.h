@@ -24,7 +24,7 @@
 
 #include <atomic>
 
-namespace wharf::runtime_internal {
+namespace wharf::sync_internal {
 
 namespace asymmetric_fence_internal {
 // 0 = not yet probed, 1 = HeavyFence works (light side may be a compiler
@@ -45,6 +45,6 @@ inline void LightFence() {
 
 void HeavyFence();
 
-}  // namespace wharf::runtime_internal
+}  // namespace wharf::sync_internal
 
 #endif  // WHARF_RUNTIME_INTERNAL_ASYMMETRIC_FENCE_H_

@@ -1,12 +1,12 @@
-#include "wharf/runtime/internal/event_count.h"
+#include "wharf/sync/internal/event_count.h"
 
 #include "absl/time/clock.h"
-#include "wharf/runtime/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/interrupt.h"
 #include "wharf/sync/internal/spin.h"
 
-namespace wharf::runtime_internal {
+namespace wharf::sync_internal {
 
 using sync_internal::CpuRelax;
 
@@ -66,4 +66,4 @@ void EventCount::Wake(int count) noexcept {
   FutexWake(&epoch_, count, scope_);
 }
 
-}  // namespace wharf::runtime_internal
+}  // namespace wharf::sync_internal

@@ -1,4 +1,4 @@
-#include "wharf/runtime/internal/event_count.h"
+#include "wharf/sync/internal/event_count.h"
 
 #include <atomic>
 #include <cstdint>
@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/watchdog.h"
 
-namespace wharf::runtime_internal {
+namespace wharf::sync_internal {
 namespace {
 
 using ::wharf::testing::Watchdog;
@@ -159,4 +159,4 @@ TEST(EventCountTest, StressPingPong) {
 }
 
 }  // namespace
-}  // namespace wharf::runtime_internal
+}  // namespace wharf::sync_internal

@@ -52,6 +52,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/async_waiters.h"
 #include "wharf/sync/internal/private_waiters.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/interrupt.h"
@@ -183,26 +184,31 @@ WaitResult Wait(T& cell, T expected, absl::Duration timeout = absl::InfiniteDura
 }
 
 // Wakes up to `count` waiters on `cell` (all for INT_MAX; none for count <= 0)
-// and returns how many were woken. `scope` must match the waiters'. Shared
-// scope (the default) makes one syscall even with no waiter: a raw cell has no
-// room to record waiters, and waiters may be in other processes. Private scope
-// skips the syscall when no thread of this process sleeps on the cell (see
-// internal/private_waiters.h) — the way to a sub-µs hand-off between threads.
+// and returns how many were woken: first the asynchronous waiters of this
+// process (WaitAsync, oldest first), then threads asleep in Wait. `scope`
+// must match the waiters'. Shared scope (the default) makes one syscall when
+// `count` is not used up by async waiters: a raw cell has no room to record
+// sleepers, and they may be in other processes. Private scope skips it when
+// no thread of this process sleeps on the cell (internal/private_waiters.h)
+// — the way to a sub-µs hand-off between threads.
 template <Cell T>
 int Notify(T& cell, int count = INT_MAX, FutexScope scope = FutexScope::kShared) {
-  if (scope == FutexScope::kPrivate) {
-    // B: matches A in WaitUntil. The fence orders the caller's store to the
-    // cell before the load of the waiter count.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (count <= 0 ||
-        sync_internal::PrivateWaiters(&cell).load(std::memory_order_seq_cst) == 0) {
-      return 0;
-    }
+  if (count <= 0) return 0;
+  // B: matches A in WaitUntil (private sleepers) and in
+  // AsyncWaiters::Register: orders the caller's store to the cell before the
+  // loads of the waiter counts.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const int async = sync_internal::AsyncWaiters::Notify(&cell, count);
+  if (async == count) return async;
+  count -= async;
+  if (scope == FutexScope::kPrivate &&
+      sync_internal::PrivateWaiters(&cell).load(std::memory_order_seq_cst) == 0) {
+    return async;
   }
   if constexpr (sizeof(T) == 4) {
-    return FutexWake(&cell, count, scope);
+    return async + FutexWake(&cell, count, scope);
   } else {
-    return FutexWake64(&cell, count, scope);
+    return async + FutexWake64(&cell, count, scope);
   }
 }
 

@@ -4,40 +4,84 @@
 #include <atomic>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "wharf/runtime/internal/loop_access.h"
+#include "wharf/runtime/internal/loop_source.h"
+#include "wharf/sync/internal/event_count.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf {
 namespace runtime_internal {
 
-// One BroadcastChannel object's receiving side. Shared by the object, the
-// registry (while open) and the drain tasks queued on its loop, so a delivery
-// racing a Close() or a destruction finds it alive and sees `closed`.
-struct BroadcastMember {
+using sync_internal::EventCount;
+
+// One BroadcastChannel object's receiving side: a dispatcher source of its
+// loop. Shared by the object, the registry (while open), and its loop (while
+// started: `keep`), so a delivery racing a Close() or a destruction finds it
+// alive and sees `closed`.
+//
+// Senders (any thread) push under `mu` and ring the loop's doorbell (read
+// under `mu`, which Close() clears before the loop may die) and `ready` (for
+// Receive). `queued` mirrors the queue's size for the loop's lock-free poll:
+// written under mu, read relaxed; the doorbell's fences order it (the pair of
+// loop_source.h).
+struct BroadcastMember final : LoopSource {
   explicit BroadcastMember(std::string n) : name(std::move(n)) {}
   const std::string name;
 
   Mutex mu;
-  std::deque<Value> queue;  // guarded by mu: waiting for the drain task
-  EventLoop* loop = nullptr;  // guarded by mu (written by the owner only)
-  bool scheduled = false;  // guarded by mu: a drain task is queued on `loop`
+  std::deque<Value> queue;        // guarded by mu
+  EventLoop* loop = nullptr;      // guarded by mu (written by the owner only)
+  std::atomic<size_t> queued{0};  // queue.size(), written under mu
   std::atomic<bool> closed{false};  // set under mu
+  EventCount ready{FutexScope::kPrivate, EventCount::Fences::kAsymmetric};
 
   // Owner / loop thread.
-  std::function<void(Value)> on_message;
+  std::shared_ptr<std::function<void(Value)>> on_message;
   EventLoop::RefHandle ref;
+  std::shared_ptr<BroadcastMember> keep;  // while started
   bool want_ref = true;
+
+  bool Pending() override { return queued.load(std::memory_order_relaxed) != 0; }
+  bool Deliver() override {
+    std::optional<Value> v = Take();
+    if (!v.has_value()) return false;
+    if (on_message) {
+      std::shared_ptr<BroadcastMember> hold = keep;
+      std::shared_ptr<std::function<void(Value)>> handler = on_message;
+      (*handler)(std::move(*v));  // a handler may close or destroy this channel
+    }
+    return true;  // with no handler the message is dropped, as in Node
+  }
+
+  std::optional<Value> Take() {
+    UninterruptibleLock<Mutex> lock(mu);
+    if (queue.empty()) return std::nullopt;
+    Value v = std::move(queue.front());
+    queue.pop_front();
+    queued.store(queue.size(), std::memory_order_relaxed);
+    return v;
+  }
+
+  void Enqueue(Value v) {
+    UninterruptibleLock<Mutex> lock(mu);
+    if (closed.load(std::memory_order_relaxed)) return;  // v dies after unlock
+    queue.push_back(std::move(v));
+    queued.store(queue.size(), std::memory_order_relaxed);
+    if (loop != nullptr) LoopAccess::Doorbell(*loop).Notify();
+    ready.Notify();
+  }
 };
 
 namespace {
-
-constexpr int kDrainBatch = 1024;
 
 struct Registry {
   Mutex mu;
@@ -49,58 +93,8 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-void Drain(const std::shared_ptr<BroadcastMember>& m);
-
-// Needs m->mu held.
-void ScheduleLocked(const std::shared_ptr<BroadcastMember>& m) {
-  if (m->loop == nullptr || m->scheduled || m->queue.empty()) return;
-  m->scheduled = true;
-  m->loop->Post([m] { Drain(m); });
-}
-
-void Drain(const std::shared_ptr<BroadcastMember>& m) {
-  // If a handler throws, the loop reports it and goes on: reschedule so the
-  // rest is not stranded.
-  struct Rescheduler {
-    const std::shared_ptr<BroadcastMember>& m;
-    int uncaught = std::uncaught_exceptions();
-    ~Rescheduler() {
-      if (std::uncaught_exceptions() > uncaught) {
-        UninterruptibleLock<Mutex> lock(m->mu);
-        m->scheduled = false;
-        ScheduleLocked(m);
-      }
-    }
-  } rescheduler{m};
-  for (int n = 0;; ++n) {
-    Value v;
-    {
-      UninterruptibleLock<Mutex> lock(m->mu);
-      if (m->queue.empty() || m->closed.load(std::memory_order_relaxed) || n == kDrainBatch) {
-        m->scheduled = false;
-        if (n == kDrainBatch) ScheduleLocked(m);  // yield to the loop's other work
-        return;
-      }
-      v = std::move(m->queue.front());
-      m->queue.pop_front();
-    }
-    if (m->on_message) {
-      std::function<void(Value)> handler = m->on_message;  // survives its replacement
-      handler(std::move(v));
-    }
-  }
-}
-
-void Enqueue(const std::shared_ptr<BroadcastMember>& m, Value v) {
-  UninterruptibleLock<Mutex> lock(m->mu);
-  if (m->closed.load(std::memory_order_relaxed)) return;  // v dies after unlock
-  m->queue.push_back(std::move(v));
-  ScheduleLocked(m);
-}
-
-std::shared_ptr<BroadcastMember> Join(std::string name, EventLoop* loop) {
+std::shared_ptr<BroadcastMember> Join(std::string name) {
   auto m = std::make_shared<BroadcastMember>(std::move(name));
-  m->loop = loop;
   Registry& r = GetRegistry();
   UninterruptibleLock<Mutex> lock(r.mu);
   r.groups[m->name].push_back(m);
@@ -113,10 +107,14 @@ std::shared_ptr<BroadcastMember> Join(std::string name, EventLoop* loop) {
 using runtime_internal::BroadcastMember;
 
 BroadcastChannel::BroadcastChannel(std::string name)
-    : member_(runtime_internal::Join(std::move(name), EventLoop::Current())) {}
+    : member_(runtime_internal::Join(std::move(name))) {
+  if (EventLoop* loop = EventLoop::Current()) (void)Start(*loop);
+}
 
 BroadcastChannel::BroadcastChannel(std::string name, EventLoop& loop)
-    : member_(runtime_internal::Join(std::move(name), &loop)) {}
+    : member_(runtime_internal::Join(std::move(name))) {
+  (void)Start(loop);
+}
 
 BroadcastChannel::BroadcastChannel(BroadcastChannel&& other) noexcept
     : member_(std::move(other.member_)) {}
@@ -145,7 +143,7 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
   absl::StatusOr<Value> first = message.Clone();
   if (!first.ok()) {
     return absl::InvalidArgumentError(
-        std::string("DataCloneError: ") + std::string(first.status().message()));
+        sync_internal::Cat("DataCloneError: ", first.status().message()));
   }
   std::vector<std::shared_ptr<BroadcastMember>> targets;
   {
@@ -168,21 +166,17 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
       if (!copy.ok()) return copy.status();
       v = *std::move(copy);
     }
-    runtime_internal::Enqueue(targets[i], std::move(v));
+    targets[i]->Enqueue(std::move(v));
   }
   return absl::OkStatus();
 }
 
 void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
   if (member_ == nullptr) return;
-  member_->on_message = std::move(handler);
+  member_->on_message =
+      handler ? std::make_shared<std::function<void(Value)>>(std::move(handler)) : nullptr;
   EventLoop* current = EventLoop::Current();
-  bool has_loop;
-  {
-    UninterruptibleLock<Mutex> lock(member_->mu);
-    has_loop = member_->loop != nullptr;
-  }
-  if (!has_loop && member_->on_message && current != nullptr) {
+  if (member_->keep == nullptr && member_->on_message && current != nullptr) {
     (void)Start(*current);
     return;
   }
@@ -200,8 +194,9 @@ absl::Status BroadcastChannel::Start(EventLoop& loop) {
       return absl::OkStatus();
     }
     member_->loop = &loop;
-    runtime_internal::ScheduleLocked(member_);
   }
+  member_->keep = member_;
+  runtime_internal::LoopAccess::AddSource(loop, member_.get());
   UpdateRef();
   return absl::OkStatus();
 }
@@ -234,16 +229,46 @@ void BroadcastChannel::UpdateRef() {
   }
 }
 
+std::optional<Value> BroadcastChannel::TryReceive() {
+  if (member_ == nullptr) return std::nullopt;
+  return member_->Take();
+}
+
+absl::StatusOr<Value> BroadcastChannel::Receive(absl::Duration timeout) {
+  if (member_ == nullptr) return absl::FailedPreconditionError("moved-from BroadcastChannel");
+  BroadcastMember& m = *member_;
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  for (;;) {
+    if (std::optional<Value> v = m.Take()) return *std::move(v);
+    if (closed()) return absl::CancelledError("BroadcastChannel closed");
+    const sync_internal::EventCount::Key key = m.ready.PrepareWait();
+    if (m.queued.load(std::memory_order_relaxed) != 0 || closed()) {
+      m.ready.CancelWait();
+      continue;
+    }
+    if (!m.ready.CommitWaitInterruptible(key, deadline) && absl::Now() >= deadline) {
+      if (std::optional<Value> v = m.Take()) return *std::move(v);
+      return absl::DeadlineExceededError("no message before the timeout");
+    }
+  }
+}
+
 void BroadcastChannel::Close() {
   if (member_ == nullptr) return;
   BroadcastMember& m = *member_;
   std::deque<Value> dropped;
+  EventLoop* loop;
   {
     UninterruptibleLock<Mutex> lock(m.mu);
     if (m.closed.load(std::memory_order_relaxed)) return;
     m.closed.store(true, std::memory_order_release);
     dropped.swap(m.queue);
+    m.queued.store(0, std::memory_order_relaxed);
+    loop = m.loop;
+    m.loop = nullptr;
   }
+  m.ready.NotifyAll();  // a Receive() returns Cancelled
   {
     runtime_internal::Registry& r = runtime_internal::GetRegistry();
     UninterruptibleLock<Mutex> lock(r.mu);
@@ -254,8 +279,11 @@ void BroadcastChannel::Close() {
       if (members.empty()) r.groups.erase(it);
     }
   }
+  if (loop != nullptr) runtime_internal::LoopAccess::RemoveSource(*loop, &m);
   m.ref.Reset();
   m.on_message = nullptr;
+  // Last: a handler closing its own channel holds it through Deliver.
+  std::shared_ptr<BroadcastMember> keep = std::move(m.keep);
 }
 
 }  // namespace wharf

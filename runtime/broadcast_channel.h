@@ -22,6 +22,10 @@
 // and delivered once it has one; a message delivered while no OnMessage
 // handler is set is dropped (Node dispatches it to no listener).
 //
+// Without a loop (code that has none): TryReceive() / Receive(timeout) take
+// the kept messages in order (Receive sleeps until one arrives, the timeout
+// — DeadlineExceeded — or Close — Cancelled).
+//
 // Close(): stops receiving (messages already queued for this channel are
 // dropped, its handler is released) and removes it from the name's group;
 // later posts on it fail. Idempotent; also done by the destructor.
@@ -31,24 +35,27 @@
 // Unref()'d; Ref() undoes Unref().
 //
 // Thread-safety: PostMessage may be called from any thread, concurrently with
-// everything, including other channels' Close() and destruction (the registry
-// is guarded by a mutex; deliveries hold the receiver's state alive and check
-// its closed flag under its lock). OnMessage, Start, Ref, Unref, Close and
-// destruction belong to the owner: one thread at a time, the loop's thread
-// once the channel has a loop. Handlers run on the loop's thread. The loop
-// must outlive the channel's Close() (or destruction).
+// everything, including other channels' Close() and destruction. OnMessage,
+// Start, Ref, Unref, TryReceive, Receive, Close and destruction belong to the
+// owner: one thread at a time, the loop's thread once the channel has a loop.
+// Handlers run on the loop's thread. The loop must outlive the channel's
+// Close() (or destruction).
 //
 // Costs: a post takes the registry lock to snapshot the group, then per
-// receiver one deep copy of the message and one EventLoop::Post.
+// receiver one deep copy of the message, a short lock and a doorbell ring
+// (a syscall only when the receiver sleeps).
 
 #ifndef WHARF_RUNTIME_BROADCAST_CHANNEL_H_
 #define WHARF_RUNTIME_BROADCAST_CHANNEL_H_
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/value.h"
 
@@ -86,6 +93,12 @@ class BroadcastChannel {
   absl::Status Start(EventLoop& loop);
   void Ref();
   void Unref();
+
+  // Without a loop (owner thread): the next kept message, or nullopt; or
+  // wait up to `timeout` for one (an interruption point). DeadlineExceeded
+  // at the timeout, Cancelled once closed.
+  std::optional<Value> TryReceive();
+  absl::StatusOr<Value> Receive(absl::Duration timeout = absl::InfiniteDuration());
 
   void Close();
   bool closed() const;

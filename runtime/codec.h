@@ -1,5 +1,6 @@
 // The Value codec: Wharf's compact, versioned binary encoding of a Value —
-// the wire format of cross-process messages — and its validating decoder.
+// the wire format of cross-process messages — and its validating decoder;
+// and Codec<T>, how a user type becomes a Value and back (below).
 //
 //   wharf::TransferTable table;
 //   std::string wire = wharf::EncodeValue(msg, &table).value();  // Buffers -> table
@@ -55,11 +56,15 @@
 #ifndef WHARF_RUNTIME_CODEC_H_
 #define WHARF_RUNTIME_CODEC_H_
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -68,6 +73,94 @@
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
+
+// Codec<T>: how a user type T becomes a Value and back. Specialise it:
+//
+//   template <> struct wharf::Codec<Point> {
+//     static Value Encode(const Point& p) { return Value::Array(p.x, p.y); }
+//     static absl::StatusOr<Point> Decode(const Value& v) { ... }
+//   };
+//
+// Decode must return a status (never crash) for a Value of the wrong shape:
+// it may come from another process. Specialisations for bool, integers,
+// double, std::string and std::vector<T> are provided below.
+template <class T>
+struct Codec;
+
+// --- Built-in codecs ----------------------------------------------------------
+
+template <>
+struct Codec<bool> {
+  static Value Encode(bool b) { return Value(b); }
+  static absl::StatusOr<bool> Decode(const Value& v) { return v.AsBool(); }
+};
+
+template <>
+struct Codec<double> {
+  static Value Encode(double d) { return Value(d); }
+  static absl::StatusOr<double> Decode(const Value& v) { return v.AsDouble(); }
+};
+
+template <>
+struct Codec<std::string> {
+  static Value Encode(const std::string& s) { return Value(s); }
+  static absl::StatusOr<std::string> Decode(const Value& v) {
+    absl::StatusOr<std::string_view> s = v.AsString();
+    if (!s.ok()) return s.status();
+    return std::string(*s);
+  }
+};
+
+namespace value_internal {
+absl::Status IntOutOfRange(int64_t value, int64_t min, uint64_t max);
+}  // namespace value_internal
+
+// Integers: range-checked on decode (OutOfRange if the int does not fit T).
+template <class T>
+  requires(std::integral<T> && !std::same_as<T, bool>)
+struct Codec<T> {
+  static Value Encode(T t) {
+    static_assert(std::is_signed_v<T> || sizeof(T) < sizeof(int64_t),
+                  "unsigned 64-bit integers do not fit Value's int64; encode them explicitly");
+    return Value(t);
+  }
+  static absl::StatusOr<T> Decode(const Value& v) {
+    absl::StatusOr<int64_t> i = v.AsInt();
+    if (!i.ok()) return i.status();
+    if (!std::in_range<T>(*i)) {
+      return value_internal::IntOutOfRange(*i, std::numeric_limits<T>::min(),
+                                           std::numeric_limits<T>::max());
+    }
+    return static_cast<T>(*i);
+  }
+};
+
+// std::vector<T> <-> array of Codec<T> values.
+template <class T>
+struct Codec<std::vector<T>> {
+  static Value Encode(const std::vector<T>& items) {
+    ValueArray array;
+    array.reserve(items.size());
+    for (const T& item : items) array.push_back(Codec<T>::Encode(item));
+    return Value(std::move(array));
+  }
+  static absl::StatusOr<std::vector<T>> Decode(const Value& v) {
+    const ValueArray* array = v.GetArray();
+    if (array == nullptr) {
+      return absl::InvalidArgumentError(
+          std::string("expected array, got ") + std::string(Value::KindName(v.kind())));
+    }
+    std::vector<T> items;
+    items.reserve(array->size());
+    for (const Value& element : *array) {
+      absl::StatusOr<T> item = Codec<T>::Decode(element);
+      if (!item.ok()) return item.status();
+      items.push_back(*std::move(item));
+    }
+    return items;
+  }
+};
+
 
 // Out-of-band items of one encoded message: EncodeValue appends to it,
 // DecodeValue takes from it by index.

@@ -1,5 +1,7 @@
 #include "wharf/runtime/event_loop.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <mutex>
@@ -7,13 +9,21 @@
 
 #include "absl/time/clock.h"
 #include "concurrentqueue/concurrentqueue.h"
+#include "wharf/runtime/internal/async_wait_source.h"
+#include "wharf/runtime/internal/fd_poller.h"
+#include "wharf/runtime/internal/loop_access.h"
+#include "wharf/runtime/internal/loop_source.h"
+#include "wharf/sync/futex_wait_any_shim.h"
+#include "wharf/sync/internal/spin.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
 namespace {
+
 thread_local EventLoop* current_loop = nullptr;
 
-// Restores EventLoop::Current() when a Run* call returns (they may nest).
+// Restores EventLoop::Current() when a Run* call returns, also by an
+// exception (they may nest).
 class CurrentScope {
  public:
   explicit CurrentScope(EventLoop* loop) : prev_(current_loop) { current_loop = loop; }
@@ -22,15 +32,51 @@ class CurrentScope {
  private:
   EventLoop* prev_;
 };
+
+// How long an idle loop watches for work before it sleeps. A reply from a
+// peer on another CPU usually arrives within a few µs, while a futex sleep
+// and wake-up costs 7-12 µs each way on the 2-core VM: a loop that slept at
+// once made a loop-to-loop ping-pong cost 22-25 µs per round trip
+// (//bench:loop_bench), one that spins first costs what a blocking Receive
+// does. An idle loop pays the spin once per sleep (at most this much CPU),
+// then uses none. MessagePort::Receive spins as long, for the same reason.
+constexpr absl::Duration kLoopSpin = absl::Microseconds(20);
+// The part of it spent spinning without yielding the CPU.
+constexpr absl::Duration kPureSpin = absl::Microseconds(2);
+
+int64_t ToNanos(absl::Time t) { return absl::ToUnixNanos(t); }
+
 }  // namespace
+
+namespace runtime_internal {
+AsyncWaitSource& LoopAccess::AsyncWaits(EventLoop& loop) { return *loop.async_waits_; }
+}  // namespace runtime_internal
 
 struct EventLoop::Queue {
   moodycamel::ConcurrentQueue<absl::AnyInvocable<void()>> q;
 };
 
-EventLoop::EventLoop() : queue_(std::make_unique<Queue>()) {}
+struct EventLoop::FdWatch {
+  int fd;
+  bool ref;
+  std::shared_ptr<std::function<void()>> callback;  // survives an Unwatch while it runs
+};
+
+EventLoop::EventLoop()
+    : queue_(std::make_unique<Queue>()),
+      async_waits_(std::make_unique<runtime_internal::AsyncWaitSource>()) {}
 
 EventLoop::~EventLoop() {
+  // No fd callback is posted once its watch is gone.
+  std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds;
+  {
+    UninterruptibleLock<Mutex> lock(fds_mu_);
+    fds.swap(fds_);
+  }
+  for (auto& [id, w] : fds) runtime_internal::FdPoller::Remove(id, w->fd);
+  // Pending WaitAsyncs: unregistered (or their queued completion dropped
+  // below), before anything they point to goes.
+  async_waits_.reset();
   // Destroy, without running, what is still queued. Destroying a closure may
   // post again (a broken promise completing a continuation): drain until empty.
   absl::AnyInvocable<void()> fn;
@@ -49,13 +95,15 @@ EventLoop* EventLoop::Current() { return current_loop; }
 
 void EventLoop::Post(absl::AnyInvocable<void()> fn) {
   queue_->q.enqueue(std::move(fn));  // release: publishes the caller's writes
-  wake_.Notify();
+  wake_.Notify();                    // B of the doorbell (see Sleep)
 }
 
 void EventLoop::Kick() {
-  kicked_.store(true, std::memory_order_seq_cst);
+  kicked_.store(true, std::memory_order_relaxed);
   wake_.Notify();
 }
+
+// --- Timers -----------------------------------------------------------------
 
 TimerId EventLoop::SetTimeout(absl::Duration delay, absl::AnyInvocable<void()> fn) {
   return AddTimer(delay, absl::ZeroDuration(), std::move(fn));
@@ -64,6 +112,12 @@ TimerId EventLoop::SetTimeout(absl::Duration delay, absl::AnyInvocable<void()> f
 TimerId EventLoop::SetInterval(absl::Duration period, absl::AnyInvocable<void()> fn) {
   if (period <= absl::ZeroDuration()) period = absl::Milliseconds(1);
   return AddTimer(period, period, std::move(fn));
+}
+
+void EventLoop::PublishNextDeadlineLocked() {
+  next_deadline_ns_.store(
+      timer_order_.empty() ? INT64_MAX : ToNanos(timer_order_.begin()->first.first),
+      std::memory_order_relaxed);
 }
 
 TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
@@ -76,7 +130,8 @@ TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
     const uint64_t seq = next_timer_seq_++;
     timers_.emplace(id, Timer{std::move(fn), deadline, seq, period, true});
     timer_order_.emplace(TimerKey{deadline, seq}, id);
-    ++ref_timers_;
+    ref_timers_.fetch_add(1, std::memory_order_relaxed);
+    PublishNextDeadlineLocked();
   }
   if (current_loop != this) Kick();  // a sleeping loop must see the deadline
   return TimerId{id};
@@ -89,9 +144,10 @@ bool EventLoop::ClearTimer(TimerId id) {
     auto it = timers_.find(id.value);
     if (it == timers_.end()) return false;
     timer_order_.erase(TimerKey{it->second.deadline, it->second.seq});
-    if (it->second.ref) --ref_timers_;
+    if (it->second.ref) ref_timers_.fetch_sub(1, std::memory_order_relaxed);
     doomed = std::move(it->second.fn);
     timers_.erase(it);
+    PublishNextDeadlineLocked();
   }
   if (current_loop != this) Kick();  // Run() may now be able to return
   return true;                       // `doomed` dies outside the lock
@@ -103,7 +159,7 @@ void EventLoop::UnrefTimer(TimerId id) {
     auto it = timers_.find(id.value);
     if (it == timers_.end() || !it->second.ref) return;
     it->second.ref = false;
-    --ref_timers_;
+    ref_timers_.fetch_sub(1, std::memory_order_relaxed);
   }
   if (current_loop != this) Kick();
 }
@@ -113,69 +169,15 @@ void EventLoop::RefTimer(TimerId id) {
   auto it = timers_.find(id.value);
   if (it == timers_.end() || it->second.ref) return;
   it->second.ref = true;
-  ++ref_timers_;
-}
-
-void EventLoop::AddRef() { refs_.fetch_add(1, std::memory_order_relaxed); }
-
-void EventLoop::Release() {
-  // acq_rel: everything the holder did (e.g. a Post) happens-before the
-  // loop's load of refs_ that sees the count drop.
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) Kick();
-}
-
-void EventLoop::Stop() {
-  stop_.store(true, std::memory_order_seq_cst);
-  wake_.NotifyAll();
-}
-
-void EventLoop::OnUncaughtException(std::function<void(std::exception_ptr)> handler) {
-  on_exception_ = std::move(handler);
-}
-
-void EventLoop::Invoke(absl::AnyInvocable<void()>& fn) {
-  try {
-    fn();
-  } catch (...) {
-    ReportException(std::current_exception());
-  }
-}
-
-void EventLoop::ReportException(std::exception_ptr e) noexcept {
-  if (on_exception_) {
-    on_exception_(std::move(e));  // noexcept: a throwing handler terminates
-    return;
-  }
-  try {
-    std::rethrow_exception(std::move(e));
-  } catch (const Interrupted& ex) {
-    std::fprintf(stderr, "wharf::EventLoop: uncaught exception: %s\n", ex.what());
-  } catch (const std::exception& ex) {
-    std::fprintf(stderr, "wharf::EventLoop: uncaught exception: %s\n", ex.what());
-  } catch (...) {
-    std::fprintf(stderr, "wharf::EventLoop: uncaught exception (not a std::exception)\n");
-  }
-  std::terminate();
-}
-
-int EventLoop::DrainQueue() {
-  // Run what was queued when the pass started (plus a little): closures that
-  // post closures must not starve the timers.
-  const size_t limit = queue_->q.size_approx() + 1;
-  int ran = 0;
-  absl::AnyInvocable<void()> fn;
-  while (static_cast<size_t>(ran) < limit && queue_->q.try_dequeue(fn)) {
-    Invoke(fn);
-    fn = nullptr;
-    ++ran;
-    if (stop_.load(std::memory_order_relaxed)) break;
-  }
-  return ran;
+  ref_timers_.fetch_add(1, std::memory_order_relaxed);
 }
 
 int EventLoop::RunDueTimers() {
-  std::vector<uint64_t> due;
+  const int64_t next = next_deadline_ns_.load(std::memory_order_relaxed);
+  if (next == INT64_MAX) return 0;  // no timer: no clock read, no lock
   const absl::Time now = absl::Now();
+  if (ToNanos(now) < next) return 0;
+  std::vector<uint64_t> due;
   {
     UninterruptibleLock<Mutex> lock(timers_mu_);
     for (auto it = timer_order_.begin(); it != timer_order_.end() && it->first.first <= now; ++it) {
@@ -195,25 +197,247 @@ int EventLoop::RunDueTimers() {
       timer_order_.erase(TimerKey{t.deadline, t.seq});
       fn = std::move(t.fn);
       interval = t.period > absl::ZeroDuration();
-      if (!interval) {
-        if (t.ref) --ref_timers_;
-        timers_.erase(it);
-      }
-    }
-    Invoke(fn);
-    ++ran;
-    if (interval) {
-      UninterruptibleLock<Mutex> lock(timers_mu_);
-      auto it = timers_.find(id);
-      if (it != timers_.end()) {  // not cleared by its own callback
-        Timer& t = it->second;
-        t.fn = std::move(fn);
-        t.deadline = absl::Now() + t.period;
+      if (interval) {
+        // Re-armed now (due `period` after this run ends, set below), so that
+        // it stays consistent if the callback throws out of Run().
+        t.deadline = absl::InfiniteFuture();
         t.seq = next_timer_seq_++;
         timer_order_.emplace(TimerKey{t.deadline, t.seq}, id);
+      } else {
+        if (t.ref) ref_timers_.fetch_sub(1, std::memory_order_relaxed);
+        timers_.erase(it);
       }
+      PublishNextDeadlineLocked();
     }
-    // `fn` (a finished timeout, or a cleared interval) dies here, unlocked.
+    ++ran;
+    struct Rearm {
+      EventLoop* loop;
+      uint64_t id;
+      bool interval;
+      absl::AnyInvocable<void()>* fn;
+      ~Rearm() {
+        if (!interval) return;
+        UninterruptibleLock<Mutex> lock(loop->timers_mu_);
+        auto it = loop->timers_.find(id);
+        if (it == loop->timers_.end()) return;  // cleared by its own callback
+        Timer& t = it->second;
+        loop->timer_order_.erase(TimerKey{t.deadline, t.seq});
+        t.fn = std::move(*fn);
+        t.deadline = absl::Now() + t.period;
+        t.seq = loop->next_timer_seq_++;
+        loop->timer_order_.emplace(TimerKey{t.deadline, t.seq}, id);
+        loop->PublishNextDeadlineLocked();
+      }
+    } rearm{this, id, interval, &fn};
+    Invoke(fn);
+    // `fn` (a finished timeout, or a cleared interval) dies after `rearm`,
+    // unlocked.
+  }
+  return ran;
+}
+
+// --- Refs -------------------------------------------------------------------
+
+void EventLoop::AddRef() { refs_.fetch_add(1, std::memory_order_relaxed); }
+
+void EventLoop::Release() {
+  // acq_rel: everything the holder did (e.g. a Post) happens-before the
+  // loop's load of refs_ that sees the count drop.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) Kick();
+}
+
+void EventLoop::Stop() {
+  stop_.store(true, std::memory_order_seq_cst);
+  wake_.NotifyAll();
+}
+
+void EventLoop::OnUncaughtException(std::function<void(std::exception_ptr)> handler) {
+  on_exception_ = std::move(handler);
+}
+
+// --- File descriptors -------------------------------------------------------
+
+absl::StatusOr<FdWatchId> EventLoop::WatchFd(int fd, std::function<void()> on_readable,
+                                             bool ref) {
+  if (!on_readable) return absl::InvalidArgumentError("EventLoop::WatchFd: null callback");
+  const uint64_t id = runtime_internal::FdPoller::NextId();
+  {
+    UninterruptibleLock<Mutex> lock(fds_mu_);
+    fds_.emplace(id, std::make_unique<FdWatch>(FdWatch{
+                         fd, ref, std::make_shared<std::function<void()>>(std::move(on_readable))}));
+  }
+  if (ref) ref_fds_.fetch_add(1, std::memory_order_relaxed);
+  absl::Status s = runtime_internal::FdPoller::Add(
+      id, fd, this, [](void* owner, uint64_t fired) {
+        auto* loop = static_cast<EventLoop*>(owner);
+        loop->Post([loop, fired] { loop->RunFdCallback(fired); });
+      });
+  if (!s.ok()) {
+    (void)UnwatchFd(FdWatchId{id});
+    return s;
+  }
+  return FdWatchId{id};
+}
+
+bool EventLoop::UnwatchFd(FdWatchId id) {
+  std::unique_ptr<FdWatch> w;
+  {
+    UninterruptibleLock<Mutex> lock(fds_mu_);
+    auto it = fds_.find(id.value);
+    if (it == fds_.end()) return false;
+    w = std::move(it->second);
+    fds_.erase(it);
+  }
+  runtime_internal::FdPoller::Remove(id.value, w->fd);
+  if (w->ref && ref_fds_.fetch_sub(1, std::memory_order_acq_rel) == 1) Kick();
+  return true;
+}
+
+void EventLoop::RunFdCallback(uint64_t id) {
+  std::shared_ptr<std::function<void()>> cb;
+  int fd = -1;
+  {
+    UninterruptibleLock<Mutex> lock(fds_mu_);
+    auto it = fds_.find(id);
+    if (it == fds_.end()) return;  // unwatched since it fired
+    cb = it->second->callback;
+    fd = it->second->fd;
+  }
+  // Re-armed after the callback, also when it throws (EPOLLONESHOT).
+  struct Rearm {
+    uint64_t id;
+    int fd;
+    ~Rearm() { runtime_internal::FdPoller::Rearm(id, fd); }
+  } rearm{id, fd};
+  (*cb)();
+}
+
+// --- Sources (the dispatcher) -------------------------------------------------
+
+void EventLoop::AddSource(runtime_internal::LoopSource* source) {
+  if (current_loop == this) {
+    sources_.push_back(source);
+    return;
+  }
+  {
+    UninterruptibleLock<Mutex> lock(added_mu_);
+    added_.push_back(source);
+    has_added_.store(true, std::memory_order_relaxed);
+  }
+  Kick();
+}
+
+void EventLoop::MergeAddedSources() {
+  if (!has_added_.load(std::memory_order_relaxed)) return;
+  UninterruptibleLock<Mutex> lock(added_mu_);
+  sources_.insert(sources_.end(), added_.begin(), added_.end());
+  added_.clear();
+  has_added_.store(false, std::memory_order_relaxed);
+}
+
+void EventLoop::RemoveSource(runtime_internal::LoopSource* source) {
+  if (has_added_.load(std::memory_order_relaxed)) {
+    UninterruptibleLock<Mutex> lock(added_mu_);
+    added_.erase(std::remove(added_.begin(), added_.end(), source), added_.end());
+  }
+  for (auto& s : sources_) {
+    if (s == source) {
+      s = nullptr;  // a pass may be iterating: compacted after it
+      sources_holes_ = true;
+      return;
+    }
+  }
+}
+
+int EventLoop::RunSources() {
+  using runtime_internal::LoopSource;
+  const size_t n = sources_.size();
+  int ran = 0;
+  for (size_t k = 0; k < n && !stop_.load(std::memory_order_relaxed); ++k) {
+    const size_t i = (next_source_ + k) % n;
+    LoopSource* s = sources_[i];
+    if (s == nullptr || !s->Pending()) continue;
+    for (int d = 0; d < LoopSource::kDeliverBatch; ++d) {
+      bool delivered = false;
+      Invoke([&] { delivered = s->Deliver(); });
+      // The handler may have removed (closed, transferred, destroyed) its
+      // own source: touch it only while it is still registered. Appends do
+      // not move slot i.
+      if (!delivered || sources_[i] != s) break;
+      ++ran;
+      if (stop_.load(std::memory_order_relaxed)) break;
+    }
+  }
+  // Round robin: a busy first source does not always go first.
+  if (n != 0) next_source_ = (next_source_ + 1) % n;
+  return ran;
+}
+
+int EventLoop::RunPass() {
+  struct Compact {
+    EventLoop* loop;
+    ~Compact() {
+      // Only between passes of the outermost Run (a callback may run a
+      // nested pass of this loop, whose caller is iterating sources_).
+      if (!loop->sources_holes_ || loop->dispatch_depth_ != 1) {
+        --loop->dispatch_depth_;
+        return;
+      }
+      --loop->dispatch_depth_;
+      auto& v = loop->sources_;
+      v.erase(std::remove(v.begin(), v.end(), nullptr), v.end());
+      loop->sources_holes_ = false;
+      if (loop->next_source_ >= v.size()) loop->next_source_ = 0;
+    }
+  } compact{this};
+  ++dispatch_depth_;
+  MergeAddedSources();
+  int ran = DrainQueue();
+  ran += RunDueTimers();
+  ran += RunSources();
+  return ran;
+}
+
+bool EventLoop::HasWork() {
+  if (queue_->q.size_approx() != 0 || kicked_.load(std::memory_order_relaxed) ||
+      stop_.load(std::memory_order_relaxed) || has_added_.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  for (runtime_internal::LoopSource* s : sources_) {
+    if (s != nullptr && s->Pending()) return true;
+  }
+  return false;
+}
+
+// --- Running ------------------------------------------------------------------
+
+template <class F>
+bool EventLoop::Invoke(F&& fn) {
+  try {
+    fn();
+    return true;
+  } catch (...) {
+    if (!on_exception_) throw;  // out of Run(): the loop stays consistent
+    // A copy: the handler may replace itself.
+    std::function<void(std::exception_ptr)> handler = on_exception_;
+    handler(std::current_exception());  // a throw from it propagates the same way
+    return false;
+  }
+}
+
+int EventLoop::DrainQueue() {
+  // Run what was queued when the pass started (plus a little): closures that
+  // post closures must not starve the timers and sources.
+  const size_t limit = queue_->q.size_approx() + 1;
+  int ran = 0;
+  absl::AnyInvocable<void()> fn;
+  while (static_cast<size_t>(ran) < limit && queue_->q.try_dequeue(fn)) {
+    ++ran;
+    // `fn` is consumed even if it throws out of the pass.
+    absl::AnyInvocable<void()> running = std::move(fn);
+    fn = nullptr;
+    Invoke(running);
+    if (stop_.load(std::memory_order_relaxed)) break;
   }
   return ran;
 }
@@ -222,51 +446,96 @@ bool EventLoop::Alive() {
   // refs_ first: a holder that posted and then released is seen through the
   // acquire here, and its closure through the queue check after it.
   if (refs_.load(std::memory_order_seq_cst) > 0) return true;
-  {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
-    if (ref_timers_ > 0) return true;
-  }
+  if (ref_timers_.load(std::memory_order_relaxed) > 0) return true;
+  if (ref_fds_.load(std::memory_order_relaxed) > 0) return true;
   return queue_->q.size_approx() > 0;
 }
 
 int EventLoop::RunOnce() {
   CurrentScope scope(this);
-  int ran = DrainQueue();
-  ran += RunDueTimers();
-  return ran;
+  kicked_.store(false, std::memory_order_relaxed);
+  return RunPass();
 }
 
 void EventLoop::Run() { (void)Loop(absl::InfiniteFuture()); }
 
 bool EventLoop::RunUntil(absl::Time deadline) { return Loop(deadline); }
 
+bool EventLoop::SpinForWork(absl::Time until) {
+  const absl::Time start = absl::Now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (HasWork()) return true;
+      sync_internal::CpuRelax();
+    }
+    const absl::Time now = absl::Now();
+    if (now >= until) return HasWork();
+    // After the first few µs, let a peer that shares this CPU run: the
+    // scheduler likes to put a woken thread on its waker's CPU, and a loop
+    // that only spun would then keep the very thread it waits for off the
+    // CPU until its spin ends.
+    if (now - start > kPureSpin) sched_yield();
+  }
+}
+
+void EventLoop::Sleep(absl::Time wake_at) {
+  // The doorbell's Dekker pair: A = PrepareWait (announce; HeavyFence), then
+  // the re-check below; B = a producer's enqueue, then wake_.Notify()
+  // (LightFence; load of the waiter count). Either the re-check sees the
+  // producer's work or the producer sees the announcement and wakes us.
+  FutexWaitEntry entries[kMaxFutexWaitEntries];
+  const sync_internal::EventCount::Key key = wake_.PrepareWait();
+  entries[0] = FutexWaitEntry{wake_.word(), key, wake_.scope()};
+  int n = 1;
+  struct Armed {
+    runtime_internal::LoopSource* source;
+    int first;
+    int count;
+  };
+  Armed armed[kMaxFutexWaitEntries];
+  int armed_count = 0;
+  auto arm = [&](runtime_internal::LoopSource* s) {
+    const int k = s->ArmSleep(std::span<FutexWaitEntry>(entries + n, kMaxFutexWaitEntries - n));
+    armed[armed_count++] = Armed{s, n, k};
+    n += k;
+  };
+  for (runtime_internal::LoopSource* s : sources_) {
+    if (s != nullptr) arm(s);
+  }
+  arm(async_waits_.get());
+  int woken = -1;
+  if (!HasWork() && Alive()) {
+    const FutexWaitAnyResult r = FutexWaitAny(std::span<const FutexWaitEntry>(entries, n), wake_at);
+    if (r.result == FutexWaitResult::kWoken) woken = r.index;
+  }
+  wake_.CancelWait();
+  for (int i = 0; i < armed_count; ++i) {
+    const Armed& a = armed[i];
+    a.source->DisarmSleep(woken >= a.first && woken < a.first + a.count ? woken - a.first : -1);
+  }
+}
+
 bool EventLoop::Loop(absl::Time deadline) {
   CurrentScope scope(this);
   for (;;) {
     if (stop_.exchange(false, std::memory_order_seq_cst)) return true;
-    DrainQueue();
-    RunDueTimers();
+    // Cleared before the pass that reads what the kick announced.
+    kicked_.store(false, std::memory_order_relaxed);
+    const int ran = RunPass();
     if (stop_.load(std::memory_order_seq_cst)) continue;
     if (!Alive()) return true;
+    if (ran > 0) continue;
     absl::Time wake_at = deadline;
-    {
-      UninterruptibleLock<Mutex> lock(timers_mu_);
-      if (!timer_order_.empty()) wake_at = std::min(wake_at, timer_order_.begin()->first.first);
-    }
+    const int64_t next = next_deadline_ns_.load(std::memory_order_relaxed);
+    if (next != INT64_MAX) wake_at = std::min(wake_at, absl::FromUnixNanos(next));
     const absl::Time now = absl::Now();
     if (wake_at <= now) {
       if (now >= deadline) return false;
       continue;  // a timer is due
     }
-    const auto key = wake_.PrepareWait();
-    // The re-check of the Dekker pair (see EventCount): anything posted,
-    // stopped, kicked or released before here is seen, or wakes us.
-    if (queue_->q.size_approx() > 0 || stop_.load(std::memory_order_seq_cst) ||
-        kicked_.exchange(false, std::memory_order_seq_cst) || !Alive()) {
-      wake_.CancelWait();
-      continue;
-    }
-    wake_.CommitWait(key, wake_at);
+    if (SpinForWork(std::min(wake_at, now + kLoopSpin))) continue;
+    Sleep(wake_at);
+    if (absl::Now() >= deadline) return false;
   }
 }
 

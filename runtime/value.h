@@ -14,16 +14,6 @@
 // entangled port, see message_port.h: it can only be moved or transferred,
 // never cloned).
 //
-// Value <-> MessagePort: message_port.h needs Value (it sends Values) and a
-// Value can hold a MessagePort, but Bazel forbids the cycle :value <->
-// :message_port. Value keeps the port boxed in a PortSlot: a pointer to a
-// heap MessagePort plus a table of the three operations Value needs on it
-// (destroy, move into a new box, compare). The table and the constructor
-// Value(MessagePort&&) are defined in message_port.cc, so :value links alone
-// (a binary that never links :message_port can never hold a port), no
-// out-of-line symbol of :value is left undefined, and the port costs Value
-// 16 bytes instead of MessagePort's own layout.
-//
 // Ownership: a Value owns its whole tree. Because a Buffer is move-only, so is
 // Value: moving is cheap (no allocation, O(1)) and is what an in-process send
 // does. Copies are explicit, Clone(), which fails only on a detached Buffer.
@@ -38,7 +28,7 @@
 // Strings are not validated when built (that would cost on every message);
 // the codec validates UTF-8 on encode and on decode.
 //
-// User types: specialise wharf::Codec<T> (below) and use Value::From(t) /
+// User types: specialise wharf::Codec<T> (codec.h) and use Value::From(t) /
 // value.To<T>(). Trivially copyable structs can skip the codec: FromPod/ToPod
 // store their bytes with a type tag checked on the way out.
 //
@@ -64,6 +54,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "wharf/runtime/buffer.h"
+#include "wharf/runtime/internal/port_slot.h"
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
@@ -71,65 +62,8 @@ namespace wharf {
 class Value;
 class MessagePort;
 
-// PortSlot: the owning, move-only box in which a Value keeps a MessagePort
-// (see above). Made by Value(MessagePort&&) (message_port.cc) and Take().
-// A moved-from slot holds nothing (get() == nullptr).
-class PortSlot {
- public:
-  struct Ops {
-    void (*destroy)(MessagePort* port);
-    MessagePort* (*take)(MessagePort* port);  // a new box moved from *port (left empty)
-    bool (*same)(const MessagePort& a, const MessagePort& b);  // same end of a channel
-    bool (*valid)(const MessagePort& port);
-  };
-
-  PortSlot() = default;
-  PortSlot(MessagePort* port, const Ops* ops) : port_(port), ops_(ops) {}
-  PortSlot(PortSlot&& other) noexcept
-      : port_(std::exchange(other.port_, nullptr)), ops_(other.ops_) {}
-  PortSlot& operator=(PortSlot&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      port_ = std::exchange(other.port_, nullptr);
-      ops_ = other.ops_;
-    }
-    return *this;
-  }
-  PortSlot(const PortSlot&) = delete;
-  PortSlot& operator=(const PortSlot&) = delete;
-  ~PortSlot() { Reset(); }
-
-  MessagePort* get() const { return port_; }
-  // True when the box holds a usable (not moved-from / transferred) port.
-  bool valid() const { return port_ != nullptr && ops_->valid(*port_); }
-  // Moves the port into a new slot; this one keeps an empty, invalid port
-  // (what a transferred port leaves behind). Needs get() != nullptr.
-  PortSlot Take() { return PortSlot(ops_->take(port_), ops_); }
-
-  // Both empty, or boxes of the same end of the same channel.
-  friend bool operator==(const PortSlot& a, const PortSlot& b) {
-    if (a.port_ == nullptr || b.port_ == nullptr) return a.port_ == b.port_;
-    return a.ops_->same(*a.port_, *b.port_);
-  }
-
- private:
-  void Reset() {
-    if (port_ != nullptr) ops_->destroy(std::exchange(port_, nullptr));
-  }
-  MessagePort* port_ = nullptr;
-  const Ops* ops_ = nullptr;
-};
-
-// Codec<T>: how a user type T becomes a Value and back. Specialise it:
-//
-//   template <> struct wharf::Codec<Point> {
-//     static Value Encode(const Point& p) { return Value::Array(p.x, p.y); }
-//     static absl::StatusOr<Point> Decode(const Value& v) { ... }
-//   };
-//
-// Decode must return a status (never crash) for a Value of the wrong shape:
-// it may come from another process. Specialisations for bool, integers,
-// double, std::string and std::vector<T> are provided in this header.
+// How a user type becomes a Value and back: specialise wharf::Codec<T>
+// (wharf/runtime/codec.h, which also has the built-in ones).
 template <class T>
 struct Codec;
 
@@ -418,80 +352,6 @@ struct MapAccess {
   }
 };
 }  // namespace value_internal
-
-// --- Built-in codecs ----------------------------------------------------------
-
-template <>
-struct Codec<bool> {
-  static Value Encode(bool b) { return Value(b); }
-  static absl::StatusOr<bool> Decode(const Value& v) { return v.AsBool(); }
-};
-
-template <>
-struct Codec<double> {
-  static Value Encode(double d) { return Value(d); }
-  static absl::StatusOr<double> Decode(const Value& v) { return v.AsDouble(); }
-};
-
-template <>
-struct Codec<std::string> {
-  static Value Encode(const std::string& s) { return Value(s); }
-  static absl::StatusOr<std::string> Decode(const Value& v) {
-    absl::StatusOr<std::string_view> s = v.AsString();
-    if (!s.ok()) return s.status();
-    return std::string(*s);
-  }
-};
-
-namespace value_internal {
-absl::Status IntOutOfRange(int64_t value, int64_t min, uint64_t max);
-}  // namespace value_internal
-
-// Integers: range-checked on decode (OutOfRange if the int does not fit T).
-template <class T>
-  requires(std::integral<T> && !std::same_as<T, bool>)
-struct Codec<T> {
-  static Value Encode(T t) {
-    static_assert(std::is_signed_v<T> || sizeof(T) < sizeof(int64_t),
-                  "unsigned 64-bit integers do not fit Value's int64; encode them explicitly");
-    return Value(t);
-  }
-  static absl::StatusOr<T> Decode(const Value& v) {
-    absl::StatusOr<int64_t> i = v.AsInt();
-    if (!i.ok()) return i.status();
-    if (!std::in_range<T>(*i)) {
-      return value_internal::IntOutOfRange(*i, std::numeric_limits<T>::min(),
-                                           std::numeric_limits<T>::max());
-    }
-    return static_cast<T>(*i);
-  }
-};
-
-// std::vector<T> <-> array of Codec<T> values.
-template <class T>
-struct Codec<std::vector<T>> {
-  static Value Encode(const std::vector<T>& items) {
-    ValueArray array;
-    array.reserve(items.size());
-    for (const T& item : items) array.push_back(Codec<T>::Encode(item));
-    return Value(std::move(array));
-  }
-  static absl::StatusOr<std::vector<T>> Decode(const Value& v) {
-    const ValueArray* array = v.GetArray();
-    if (array == nullptr) {
-      return absl::InvalidArgumentError(
-          std::string("expected array, got ") + std::string(Value::KindName(v.kind())));
-    }
-    std::vector<T> items;
-    items.reserve(array->size());
-    for (const Value& element : *array) {
-      absl::StatusOr<T> item = Codec<T>::Decode(element);
-      if (!item.ok()) return item.status();
-      items.push_back(*std::move(item));
-    }
-    return items;
-  }
-};
 
 }  // namespace wharf
 

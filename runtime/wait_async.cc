@@ -1,74 +1,103 @@
 #include "wharf/runtime/wait_async.h"
 
+#include <atomic>
 #include <memory>
-#include <thread>
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
-#include "absl/time/clock.h"
-#include "wharf/sync/interrupt.h"
-#include "wharf/sync/notification.h"
+#include "wharf/runtime/internal/async_wait_source.h"
+#include "wharf/runtime/internal/loop_access.h"
+#include "wharf/sync/internal/async_waiters.h"
 
 namespace wharf {
 namespace {
 
-// One pending wait. The helper thread owns a reference until it has posted;
-// the posted completion owns the last one and joins the helper.
-struct Op {
-  std::thread helper;
+using runtime_internal::LoopAccess;
+using sync_internal::AsyncWaiters;
+
+// One pending wait. It is registered in the process's AsyncWaiters table and
+// tracked by its loop's AsyncWaitSource; whoever unregisters it — a Notify
+// (`notified`), the loop's own futex wake (`woken`), its timer, or WaitAsync's
+// own re-check — completes it, so it completes exactly once. While
+// registered it owns itself (`self`); the completer takes that reference.
+struct WaitOp : runtime_internal::PendingWait {
+  static constexpr uint64_t kCleared = ~uint64_t{0};
+
+  EventLoop* loop = nullptr;
+  Promise<WaitResult> promise;
+  EventLoop::RefHandle ref;
+  // The timeout's timer id: 0 until set, kCleared once the completion ran
+  // (the completion and WaitAsync each exchange it: exactly one clears).
+  std::atomic<uint64_t> timer{0};
+  std::shared_ptr<WaitOp> self;
 };
 
-// Joins the helper when the completion is run or destroyed unrun. The helper
-// has already posted (it made this object), so join() waits at most for it to
-// return from its lambda.
-class Joiner {
- public:
-  explicit Joiner(std::shared_ptr<Op> op) : op_(std::move(op)) {}
-  Joiner(Joiner&&) noexcept = default;
-  Joiner& operator=(Joiner&&) noexcept = default;
-  ~Joiner() {
-    if (op_ != nullptr && op_->helper.joinable()) op_->helper.join();
-  }
+// Loop thread.
+void Complete(const std::shared_ptr<WaitOp>& op, WaitResult result) {
+  LoopAccess::AsyncWaits(*op->loop).Untrack(op.get());
+  const uint64_t timer = op->timer.exchange(WaitOp::kCleared, std::memory_order_acq_rel);
+  if (timer != 0) op->loop->ClearTimer(TimerId{timer});
+  (void)op->promise.SetValue(result);
+  op->ref.Reset();
+}
 
- private:
-  std::shared_ptr<Op> op_;
-};
+void PostCompletion(WaitOp* op, WaitResult result) {
+  std::shared_ptr<WaitOp> self = std::move(op->self);
+  op->loop->Post([self = std::move(self), result] { Complete(self, result); });
+}
 
 template <class T>
 Future<WaitResult> WaitAsyncImpl(EventLoop& loop, T& cell, T expected, absl::Duration timeout,
                                  WaitOptions options) {
   if (atomics::Load(cell) != expected) return Future<WaitResult>::Ready(WaitResult::kNotEqual);
-  const absl::Time deadline =
-      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  Promise<WaitResult> promise;
-  Future<WaitResult> future = promise.GetFuture();
-  auto op = std::make_shared<Op>();
-  // `assigned`: the completion reads op->helper (to join it) on the loop's
-  // thread, so the helper posts only after the assignment below is done
-  // (release/acquire through the Notification, then the loop's Post).
-  // `armed`: WaitAsync returns only once the helper is about to sleep, which
-  // shrinks the window in which a Notify finds no sleeper to well under a µs.
-  auto assigned = std::make_shared<Notification>();
-  auto armed = std::make_shared<Notification>();
-  op->helper = std::thread([&loop, &cell, expected, deadline, options, op, assigned, armed,
-                            ref = loop.MakeRef(), promise = std::move(promise)]() mutable {
-    armed->Notify();
-    WaitResult r = atomics::WaitUntil(cell, expected, deadline, options);
-    // kNotEqual here: the value changed after WaitAsync's own check — a store
-    // that raced with the start of the wait. It counts as woken (atomics::Wait
-    // does the same), so store-then-notify is never missed.
-    if (r == WaitResult::kNotEqual) r = WaitResult::kOk;
-    UninterruptibleScope internal_wait;  // (the helper has no scope anyway)
-    assigned->WaitForNotification();
-    loop.Post([ref = std::move(ref), promise = std::move(promise), r,
-               joiner = Joiner(std::move(op))]() mutable { (void)promise.SetValue(r); });
-  });
-  assigned->Notify();
-  {
-    // The helper is about to sleep within µs: not an interruption point of
-    // the caller (a throw here would drop the running helper's future).
-    UninterruptibleScope internal_wait;
-    armed->WaitForNotification();
+  if (timeout <= absl::ZeroDuration()) return Future<WaitResult>::Ready(WaitResult::kTimedOut);
+  auto op = std::make_shared<WaitOp>();
+  op->loop = &loop;
+  op->ref = loop.MakeRef();
+  op->cell = &cell;
+  op->arm = options.scope == FutexScope::kShared;
+  // Under the registry's bucket lock (any thread): post, nothing more.
+  op->notified = [](sync_internal::AsyncWaiter* w) {
+    PostCompletion(static_cast<WaitOp*>(w), WaitResult::kOk);
+  };
+  // The loop's sleep consumed a wake of the cell (a notifier elsewhere).
+  op->woken = [](runtime_internal::PendingWait* w) {
+    PostCompletion(static_cast<WaitOp*>(w), WaitResult::kOk);
+  };
+  // The loop is being destroyed with the wait pending: the promise breaks.
+  op->abandoned = [](runtime_internal::PendingWait* w) {
+    std::shared_ptr<WaitOp> self = std::move(static_cast<WaitOp*>(w)->self);
+    self->ref.Reset();
+  };
+  Future<WaitResult> future = op->promise.GetFuture();
+  op->self = op;
+  LoopAccess::AsyncWaits(loop).Track(op.get());
+  AsyncWaiters::Register(op.get());
+  // A: the registration's seq_cst RMW, then this re-read (AsyncWaiters'
+  // protocol): a store that this read does not see is followed by a Notify
+  // that finds the registration.
+  if (atomics::Load(cell) != expected) {
+    if (AsyncWaiters::Unregister(op.get())) {
+      LoopAccess::AsyncWaits(loop).Untrack(op.get());
+      op->self.reset();
+      op->ref.Reset();
+      (void)op->promise.SetValue(WaitResult::kNotEqual);
+      return future;
+    }
+    return future;  // a Notify took it already: it completes with kOk
+  }
+  if (timeout != absl::InfiniteDuration()) {
+    std::weak_ptr<WaitOp> weak = op;
+    const TimerId id = loop.SetTimeout(timeout, [weak] {
+      std::shared_ptr<WaitOp> w = weak.lock();
+      if (w != nullptr && AsyncWaiters::Unregister(w.get())) {
+        std::shared_ptr<WaitOp> self = std::move(w->self);
+        Complete(self, WaitResult::kTimedOut);
+      }
+    });
+    if (op->timer.exchange(id.value, std::memory_order_acq_rel) == WaitOp::kCleared) {
+      loop.ClearTimer(id);  // completed before the timer was set
+    }
   }
   return future;
 }

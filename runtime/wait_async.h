@@ -6,42 +6,33 @@
 //   std::move(f).Then(loop, [](absl::StatusOr<wharf::WaitResult> r) { ... });
 //   loop.Run();  // the pending wait keeps the loop alive
 //
-// Semantics as atomics::Wait: if the cell does not hold `expected`, the
-// returned future is ready at once with kNotEqual (synchronously, as JS's
-// {async: false, value: "not-equal"}). Otherwise the future completes on the
-// loop's thread (posted to `loop`) with kOk when an atomics::Notify on the
-// cell (with the same FutexScope, shared by default) wakes the wait, or with
-// kTimedOut after `timeout`. Same deviations as atomics::Wait: a store racing
-// with the start of the wait, or a signal, end it with kOk.
+// Semantics as JS: if the cell does not hold `expected`, the future is ready
+// at once with kNotEqual; with a zero timeout it is ready at once with
+// kTimedOut (JS's {async: false}). Otherwise the wait is registered before
+// WaitAsync returns, and the future completes on `loop`'s thread with kOk
+// when an atomics::Notify on the cell takes it (Notify counts it among the
+// waiters it woke; async waiters go first, oldest first), or with kTimedOut
+// after `timeout`. A store without a notify wakes no one. Each wait completes
+// exactly once.
 //
-// Deviation from JS (the cost of a helper thread): JS registers the waiter
-// before waitAsync returns. Here WaitAsync returns when its helper is about to
-// enter the futex; a Notify *without a store to the cell* issued in the
-// sub-µs gap before the helper sleeps finds no waiter and is lost (Notify
-// returns 0, so a notifier can tell and retry). The JS idiom — store, then
-// notify — is never lost: the helper re-reads the cell and a changed value
-// completes the wait with kOk.
+// Notifiers in another process (the cell in shared memory, shared scope):
+// the loop adds the cell to its own futex wait while it sleeps, so their
+// notify completes the wait too — for up to ~120 distinct cells per loop
+// (futex_waitv's limit, shared with the loop's other sources); beyond that
+// only notifies from this process are seen.
 //
-// Implementation: one helper thread per pending wait, blocked in
-// atomics::WaitUntil on the cell. A single process-wide waiter thread cannot
-// sleep on several cells at once through sync/ (that needs futex_waitv, which
-// sync/ does not expose), and polling would lose notifies. Cost: a thread
-// start (~20-50 µs, during which WaitAsync blocks its caller) and its stack
-// per pending wait — fine for the occasional
-// waitAsync of an actor; code waiting on thousands of cells should use ports.
-// The helper holds a ref on the loop (Run() does not return before the
-// completion), posts the completion, and is joined on the loop's thread when
-// the completion runs (or when the loop destroys it unrun): no detached
-// thread outlives its wait.
+// Cost: no thread per wait. WaitAsync is a registration under a per-bucket
+// lock (and a loop timer when the timeout is finite); a Notify that finds it
+// posts the completion to the loop.
 //
 // Contract: the cell and the loop must stay valid until the future completes
-// (JS keeps the SharedArrayBuffer alive the same way). A wait with an infinite
-// timeout that is never notified keeps its loop alive and its helper asleep.
+// (JS keeps the SharedArrayBuffer alive the same way). A pending wait holds a
+// ref on the loop; a wait still pending when the loop is destroyed completes
+// its future with Aborted (a broken promise).
 //
-// Thread-safety: may be called from any thread; the continuation runs on
-// `loop`'s thread. Memory ordering: the notifier's writes before its Notify
-// are visible to code that runs after the future completes with kOk (the
-// cell's seq_cst accesses and the loop's Post order them).
+// Thread-safety: may be called from any thread; the completion runs on the
+// loop's thread. Memory ordering: the notifier's writes before its Notify are
+// visible to code that runs after the future completes with kOk.
 
 #ifndef WHARF_RUNTIME_WAIT_ASYNC_H_
 #define WHARF_RUNTIME_WAIT_ASYNC_H_

@@ -1,24 +1,19 @@
 #include "wharf/runtime/worker.h"
 
-#include <pthread.h>
-
-#include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "wharf/runtime/internal/thread_backend.h"
+#include "wharf/runtime/internal/worker_runner.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/interrupt.h"
 #include "wharf/sync/mutex.h"
 
@@ -26,7 +21,8 @@ namespace wharf {
 
 namespace {
 
-thread_local WorkerContext* tls_context = nullptr;
+using sync_internal::Cat;
+
 std::atomic<uint64_t> next_worker_id{1};
 
 struct Registry {
@@ -38,38 +34,15 @@ Registry& GetRegistry() {
   return *r;
 }
 
-std::string DescribeException(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const Interrupted& ex) {
-    return ex.what();
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception (not derived from std::exception)";
-  }
-}
-
-bool IsInterrupted(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const Interrupted&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
 }  // namespace
 
 absl::Status WorkerRegistry::Register(std::string name, WorkerFunction fn) {
   if (name.empty()) return absl::InvalidArgumentError("worker entry name is empty");
-  if (!fn) return absl::InvalidArgumentError(absl::StrCat("worker entry '", name, "' is null"));
+  if (!fn) return absl::InvalidArgumentError(Cat("worker entry '", name, "' is null"));
   Registry& r = GetRegistry();
   UninterruptibleLock<Mutex> lock(r.mu);
   if (!r.entries.emplace(name, std::move(fn)).second) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("worker entry '", name, "' is already registered"));
+    return absl::AlreadyExistsError(Cat("worker entry '", name, "' is already registered"));
   }
   return absl::OkStatus();
 }
@@ -88,72 +61,66 @@ absl::StatusOr<WorkerFunction> WorkerRegistry::Find(std::string_view name) {
   UninterruptibleLock<Mutex> lock(r.mu);
   auto it = r.entries.find(name);
   if (it == r.entries.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no worker entry named '", std::string(name),
-        "' (register it with WorkerRegistry::Register or WHARF_WORKER_ENTRY)"));
+    return absl::NotFoundError(Cat("no worker entry named '", name,
+                                   "' (register it with WorkerRegistry::Register or "
+                                   "WHARF_WORKER_ENTRY)"));
   }
   return it->second;
 }
 
-bool IsMainActor() { return tls_context == nullptr; }
-uint64_t CurrentActorId() { return tls_context == nullptr ? 0 : tls_context->id(); }
-
 namespace runtime_internal {
 
+// The owner's side of one worker. The backend runs the worker and hands its
+// end to the owner as one WorkerExitRecord (Publish, any thread); the owner
+// ends the worker's life on its loop once it has both that record and the
+// closed, drained port (everything the worker posted was delivered first).
 struct WorkerState {
   // --- Immutable after Start ---
   uint64_t id = 0;
   std::string name;
   EventLoop* owner_loop = nullptr;
-  WorkerFunction entry;
+  std::shared_ptr<WorkerControl> control = std::make_shared<WorkerControl>();
 
-  // --- Worker thread only (moved there at start) ---
+  // --- Owner thread; PostMessage and Terminate (any thread) only use the
+  // port's thread-safe calls. Never reassigned while the Worker lives.
+  MessagePort owner_port;
+
+  // --- The backend ---
+  std::variant<ThreadBackend> backend;
+  WorkerFunction entry;  // moved to the worker at start
   MessagePort worker_port;
   Value worker_data;
-  bool data_in_port = false;  // worker_data was posted (transfer list): pop it
 
-  // Requested by Terminate()/~Worker: makes the worker thread's Wharf waits
-  // throw Interrupted (sync/interrupt.h). Any thread.
-  Interrupter interrupter;
-
-  // --- Guarded by mu ---
+  // --- Guarded by mu: the finished record ---
   Mutex mu;
-  MessagePort owner_port;            // destroyed (reset) under mu, owner thread
-  EventLoop* worker_loop = nullptr;  // published while the worker loop lives
-  WorkerContext* context = nullptr;  // published with worker_loop
-  std::optional<int> decided_code;   // first of Exit / error / Terminate
-  std::optional<std::string> error;  // an uncaught exception's what()
-  bool terminate_requested = false;
-  bool finished = false;  // the exit code is final
-  int exit_code = 0;      // valid once finished
+  bool finished = false;
+  WorkerExitRecord exit;
   std::vector<Promise<int>> terminate_promises;
 
   // --- Owner thread only ---
-  pthread_t thread{};
-  bool joinable = false;
   bool detached = false;  // ~Worker ran: deliver nothing more
   bool online_fired = false;
+  bool record_seen = false;  // the finished record reached the owner loop
+  bool port_closed = false;  // owner_port's OnClose ran
+  bool exited = false;       // the exit is being (or was) delivered: id() is -1
   EventLoop::RefHandle owner_ref;
   std::function<void()> on_online;
   std::function<void(Value)> on_message;
   std::function<void(absl::Status)> on_message_error;
-  std::function<void(std::string)> on_error;
+  std::function<void(const ErrorRecord&)> on_error;
   std::function<void(int)> on_exit;
-  // Messages that arrived while no OnMessage handler was set, in order; also
-  // the ones behind them while a flush is pending (so order is kept).
-  std::deque<Value> pending;
 
-  // Records the code if none was decided yet. Caller holds mu.
-  void DecideLocked(int code) {
-    if (!decided_code.has_value()) decided_code = code;
-  }
-
-  // Stops the worker's loop, closes the channel and interrupts the worker
-  // thread's Wharf waits. Caller holds mu.
-  void InterruptLocked() {
-    if (worker_loop != nullptr) worker_loop->Stop();
-    owner_port.Close();
-    interrupter.Request();
+  // Any thread (the backend): the worker has ended.
+  void Publish(WorkerExitRecord record, const std::shared_ptr<WorkerState>& self) {
+    std::vector<Promise<int>> promises;
+    {
+      UninterruptibleLock<Mutex> lock(mu);
+      finished = true;
+      exit = std::move(record);
+      promises.swap(terminate_promises);
+    }
+    owner_loop->Post([self] { self->OnRecord(); });
+    for (Promise<int>& p : promises) (void)p.SetValue(exit.code);
   }
 
   // Owner thread.
@@ -162,178 +129,70 @@ struct WorkerState {
     online_fired = true;
     if (auto h = on_online) h();
   }
-  void Deliver(Value v) {
+  void OnRecord() {
     if (detached) return;
-    FireOnline();
-    if (detached) return;
-    if (!on_message || !pending.empty()) {
-      pending.push_back(std::move(v));  // kept until OnMessage is set
-      FlushPending();
-      return;
+    record_seen = true;
+    if (!on_message) {
+      // Still no handler: what the worker posted is dropped (an
+      // EventEmitter with no listener), so that the port can drain.
+      while (owner_port.TryReceive().has_value()) {
+      }
     }
-    std::function<void(Value)> h = on_message;
-    h(std::move(v));
+    MaybeFinish();
   }
-  // Delivers the queued messages, in order, while a handler is set (a
-  // handler may unset it, or destroy the Worker).
-  void FlushPending() {
-    while (!detached && on_message && !pending.empty()) {
-      Value v = std::move(pending.front());
-      pending.pop_front();
-      std::function<void(Value)> h = on_message;
-      h(std::move(v));
-    }
+  void OnPortClosed() {
+    if (detached) return;
+    port_closed = true;
+    MaybeFinish();
   }
-  void Join() {
-    if (joinable) {
-      joinable = false;
-      pthread_join(thread, nullptr);
-    }
-  }
-
-  // Owner thread: the worker's final closure.
-  void FinishOnOwner() {
-    if (detached) return;
-    // Everything the worker posted was accepted before it closed its end;
-    // deliver what the port's own drain task has not delivered yet.
-    while (!detached) {
-      std::optional<Value> v = owner_port.TryReceive();
-      if (!v.has_value()) break;
-      Deliver(std::move(*v));
-    }
-    if (detached) return;
-    FlushPending();
-    if (detached) return;
-    pending.clear();  // still no OnMessage handler: dropped (documented)
-    std::optional<std::string> err;
+  // The worker's end on the owner loop: OnError, OnExit, the loop's ref
+  // released and the thread joined — the bookkeeping also when a handler
+  // throws (the exception then propagates to the owner loop, after OnExit).
+  void MaybeFinish() {
+    if (!record_seen || !port_closed || exited) return;
+    exited = true;
+    std::optional<ErrorRecord> error;
     int code;
     {
       UninterruptibleLock<Mutex> lock(mu);
-      err = error;
-      code = exit_code;
+      error = exit.error;
+      code = exit.code;
     }
-    if (err.has_value()) {
-      if (auto h = on_error) h(*err);
-      if (detached) return;
+    std::visit([](auto& b) { b.Join(); }, backend);  // it has published: about to return
+    struct ReleaseRef {
+      WorkerState* s;
+      ~ReleaseRef() { s->owner_ref.Reset(); }
+    } release{this};
+    std::exception_ptr first;
+    FireOnline();
+    if (error.has_value() && !detached) {
+      if (auto h = on_error) {
+        try {
+          h(*error);
+        } catch (...) {
+          first = std::current_exception();
+        }
+      } else {
+        // Node: a worker's unhandled error becomes the owner's own.
+        first = std::make_exception_ptr(WorkerError(*error));
+      }
     }
-    if (auto h = on_exit) h(code);
-    if (detached) return;
-    {
-      MessagePort dead;
-      UninterruptibleLock<Mutex> lock(mu);
-      dead = std::move(owner_port);
-    }
-    owner_ref.Reset();
-    Join();
-  }
-
-  // The worker thread's body.
-  void RunThread(const std::shared_ptr<WorkerState>& self) {
-    if (!name.empty()) {
-      char tname[16];
-      std::snprintf(tname, sizeof tname, "%s", name.c_str());
-      pthread_setname_np(pthread_self(), tname);
-    }
-    {
-      EventLoop loop;
-      std::unique_ptr<WorkerContext> ctx_storage(
-          new WorkerContext(this, std::move(worker_port), std::move(worker_data), loop));
-      WorkerContext& ctx = *ctx_storage;
-      ctx.id_ = id;
-      ctx.name_ = name;
-      bool skip;
-      {
-        UninterruptibleLock<Mutex> lock(mu);
-        skip = terminate_requested;
-        if (!skip) {
-          worker_loop = &loop;
-          context = &ctx;
+    if (!detached) {
+      if (auto h = on_exit) {
+        try {
+          h(code);
+        } catch (...) {
+          if (first == nullptr) first = std::current_exception();
         }
       }
-      tls_context = &ctx;
-      if (!skip && data_in_port) {
-        // Start posted worker_data (with its transfer list) first.
-        std::optional<Value> data = ctx.port_.TryReceive();
-        if (data.has_value()) ctx.data_ = std::move(*data);
-      }
-      if (!skip) {
-        // The entry and every loop callback: their Wharf waits are
-        // interruption points of Terminate(). Teardown below is not.
-        InterruptibleScope interruptible(interrupter);
-        owner_loop->Post([self] { self->FireOnline(); });
-        loop.OnUncaughtException([this, &loop](std::exception_ptr e) {
-          // An escaped Interrupted is Terminate() at work: the code is 1
-          // (decided by Terminate), and it is not an 'error'.
-          const bool interrupted = IsInterrupted(e) && interrupter.requested();
-          std::string what = interrupted ? std::string() : DescribeException(e);
-          {
-            UninterruptibleLock<Mutex> lock(mu);
-            if (!decided_code.has_value()) {
-              decided_code = 1;
-              if (!interrupted) error = std::move(what);
-            }
-          }
-          loop.Stop();
-        });
-        loop.Post([this, &ctx] {
-          WorkerFunction fn = std::move(entry);
-          fn(ctx);
-        });
-        loop.Run();
-      }
-      {
-        UninterruptibleLock<Mutex> lock(mu);
-        worker_loop = nullptr;
-        context = nullptr;
-      }
-      ctx.port_.Close();
-      ctx_storage.reset();  // the port (started on `loop`) goes before the loop
-      tls_context = nullptr;
-      entry = nullptr;
-    }  // the worker loop: closures still queued are destroyed unrun
-    std::vector<Promise<int>> promises;
-    int code;
-    {
-      UninterruptibleLock<Mutex> lock(mu);
-      finished = true;
-      exit_code = code = decided_code.value_or(0);
-      promises.swap(terminate_promises);
     }
-    owner_loop->Post([self] { self->FinishOnOwner(); });
-    for (Promise<int>& p : promises) (void)p.SetValue(code);
+    if (first != nullptr) std::rethrow_exception(first);
   }
 };
 
-namespace {
-
-struct ThreadArg {
-  std::shared_ptr<WorkerState> state;
-};
-
-void* WorkerThreadMain(void* raw) {
-  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
-  std::shared_ptr<WorkerState> state = std::move(arg->state);
-  arg.reset();
-  state->RunThread(state);
-  return nullptr;
-}
-
-}  // namespace
 }  // namespace runtime_internal
 
 using runtime_internal::WorkerState;
-
-void WorkerContext::Exit(int code) {
-  UninterruptibleLock<Mutex> lock(state_->mu);
-  state_->DecideLocked(code);
-  if (state_->worker_loop != nullptr) state_->worker_loop->Stop();
-  port_.Close();
-}
-
-bool WorkerContext::terminating() const {
-  UninterruptibleLock<Mutex> lock(state_->mu);
-  return state_->terminate_requested || state_->decided_code.has_value();
-}
 
 absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   WorkerFunction fn;
@@ -351,6 +210,12 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
         "Worker::Start needs an owner EventLoop: call it from a loop callback or set "
         "WorkerOptions::loop");
   }
+  // worker_data is handed over exactly as a message is: checked first, all
+  // or nothing.
+  absl::StatusOr<StructuredClone> clone =
+      options.transfer.empty() ? StructuredClone::Move(std::move(options.worker_data))
+                               : StructuredClone::Copy(options.worker_data, options.transfer);
+  if (!clone.ok()) return clone.status();
 
   auto state = std::make_shared<WorkerState>();
   state->id = next_worker_id.fetch_add(1, std::memory_order_relaxed);
@@ -358,55 +223,44 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   state->owner_loop = loop;
   state->entry = std::move(fn);
   auto [owner_end, worker_end] = MessageChannel::Create();
-  state->worker_port = std::move(worker_end);
   state->owner_port = std::move(owner_end);
-  if (options.transfer.empty()) {
-    state->worker_data = std::move(options.worker_data);
-  } else {
-    // A structured clone with a transfer list, exactly as PostMessage: the
-    // first message on the channel, popped by the worker before its entry
-    // runs. All-or-nothing: on error nothing was moved out of worker_data.
-    if (absl::Status s = state->owner_port.PostMessage(options.worker_data, options.transfer);
-        !s.ok()) {
-      return s;
-    }
-    state->data_in_port = true;
-  }
-  if (absl::Status s = state->owner_port.Start(*loop); !s.ok()) return s;
+  state->worker_port = std::move(worker_end);
+  state->worker_data = std::move(clone->Commit());
+
+  MessagePort& port = state->owner_port;
+  if (absl::Status s = port.Start(*loop); !s.ok()) return s;
+  port.Unref();  // the worker's own ref (owner_ref) decides
   // Weak: the port lives in the state; a handler may destroy the Worker.
   std::weak_ptr<WorkerState> weak = state;
-  state->owner_port.OnMessage([weak](Value v) {
-    if (std::shared_ptr<WorkerState> st = weak.lock()) st->Deliver(std::move(v));
+  port.OnClose([weak] {
+    if (std::shared_ptr<WorkerState> st = weak.lock()) st->OnPortClosed();
   });
-  state->owner_port.OnMessageError([weak](absl::Status s) {
+  port.OnMessageError([weak](absl::Status s) {
     std::shared_ptr<WorkerState> st = weak.lock();
     if (st == nullptr || st->detached) return;
     if (auto h = st->on_message_error) h(std::move(s));
   });
-  state->owner_port.Unref();  // the worker's own ref (owner_ref) decides
   state->owner_ref = EventLoop::RefHandle(*loop);
 
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  if (options.stack_size != 0) {
-    size_t size = std::max<size_t>(options.stack_size, PTHREAD_STACK_MIN);
-    if (int err = pthread_attr_setstacksize(&attr, size); err != 0) {
-      pthread_attr_destroy(&attr);
-      return absl::InvalidArgumentError(
-          absl::StrCat("Worker::Start: stack_size ", options.stack_size, ": ", std::strerror(err)));
-    }
+  WorkerState* raw = state.get();
+  absl::Status started = std::get<runtime_internal::ThreadBackend>(state->backend).Start(
+      state->name, options.stack_size, [state] {
+        std::shared_ptr<WorkerState> self = state;
+        runtime_internal::WorkerExitRecord record = runtime_internal::RunWorkerEntry(
+            std::move(self->entry), std::move(self->worker_port), std::move(self->worker_data),
+            self->id, self->name, *self->control,
+            [self] { self->owner_loop->Post([self] { self->FireOnline(); }); });
+        self->Publish(std::move(record), self);
+      });
+  if (!started.ok()) {
+    // Nothing ran: give the transferred items back (the caller's options
+    // were taken by value, so this keeps the all-or-nothing promise only for
+    // what the caller still references, such as ports it listed).
+    clone->value() = std::move(raw->worker_data);
+    clone->Rollback();
+    raw->owner_ref.Reset();
+    return started;
   }
-  auto* arg = new runtime_internal::ThreadArg{state};
-  int err = pthread_create(&state->thread, &attr, &runtime_internal::WorkerThreadMain, arg);
-  pthread_attr_destroy(&attr);
-  if (err != 0) {
-    delete arg;
-    state->owner_port = MessagePort();
-    state->owner_ref.Reset();
-    std::string msg = absl::StrCat("Worker::Start: pthread_create: ", std::strerror(err));
-    return err == EAGAIN ? absl::ResourceExhaustedError(msg) : absl::InternalError(msg);
-  }
-  state->joinable = true;
   return Worker(std::move(state));
 }
 
@@ -427,61 +281,69 @@ void Worker::Destroy() {
   std::shared_ptr<WorkerState> st = std::move(state_);
   {
     UninterruptibleLock<Mutex> lock(st->mu);
-    if (!st->finished) {
-      st->terminate_requested = true;
-      st->DecideLocked(1);
-      st->InterruptLocked();
-    }
+    if (!st->finished) st->control->RequestTerminate();
   }
-  st->Join();
+  st->owner_port.Close();
+  std::visit([](auto& b) { b.Join(); }, st->backend);
   st->detached = true;
   st->on_online = nullptr;
   st->on_message = nullptr;
   st->on_message_error = nullptr;
   st->on_error = nullptr;
   st->on_exit = nullptr;
-  {
-    MessagePort dead;
-    UninterruptibleLock<Mutex> lock(st->mu);
-    dead = std::move(st->owner_port);
-  }
+  st->owner_port = MessagePort();
   st->owner_ref.Reset();
 }
 
 void Worker::OnOnline(std::function<void()> h) {
   if (state_) state_->on_online = std::move(h);
 }
+
 void Worker::OnMessage(std::function<void(Value)> h) {
   if (!state_) return;
-  state_->on_message = std::move(h);
-  if (state_->on_message && !state_->pending.empty()) {
-    // Deliver what arrived without a handler from the owner loop, in order,
-    // not from inside this setter.
-    std::weak_ptr<WorkerState> weak = state_;
-    state_->owner_loop->Post([weak] {
-      if (std::shared_ptr<WorkerState> st = weak.lock()) st->FlushPending();
-    });
+  state_->on_message = h;
+  if (!h) {
+    state_->owner_port.OnMessage(nullptr);  // messages are kept meanwhile
+    return;
   }
+  std::weak_ptr<WorkerState> weak = state_;
+  state_->owner_port.OnMessage([weak, h = std::move(h)](Value v) {
+    std::shared_ptr<WorkerState> st = weak.lock();
+    if (st == nullptr || st->detached) return;
+    st->FireOnline();  // 'online' comes before the first message
+    if (st->detached) return;
+    h(std::move(v));
+  });
 }
+
 void Worker::OnMessageError(std::function<void(absl::Status)> h) {
   if (state_) state_->on_message_error = std::move(h);
 }
-void Worker::OnError(std::function<void(std::string)> h) {
+
+void Worker::OnError(std::function<void(const ErrorRecord&)> h) {
   if (state_) state_->on_error = std::move(h);
 }
+
+void Worker::OnError(std::function<void(std::string)> h) {
+  if (!state_) return;
+  if (!h) {
+    state_->on_error = nullptr;
+    return;
+  }
+  state_->on_error = [h = std::move(h)](const ErrorRecord& e) { h(e.message); };
+}
+
 void Worker::OnExit(std::function<void(int)> h) {
   if (state_) state_->on_exit = std::move(h);
 }
 
 absl::Status Worker::PostMessage(Value& message, std::span<const Transferable> transfer) {
   if (state_ == nullptr) return absl::FailedPreconditionError("moved-from Worker");
-  UninterruptibleLock<Mutex> lock(state_->mu);
   return state_->owner_port.PostMessage(message, transfer);
 }
 
 absl::Status Worker::PostMessage(Value&& message) {
   if (state_ == nullptr) return absl::FailedPreconditionError("moved-from Worker");
-  UninterruptibleLock<Mutex> lock(state_->mu);
   return state_->owner_port.PostMessage(std::move(message));
 }
 
@@ -489,35 +351,36 @@ Future<int> Worker::Terminate() {
   if (state_ == nullptr) {
     return Future<int>::Ready(absl::FailedPreconditionError("moved-from Worker"));
   }
-  UninterruptibleLock<Mutex> lock(state_->mu);
-  if (state_->finished) return Future<int>::Ready(state_->exit_code);
-  state_->terminate_requested = true;
-  state_->DecideLocked(1);
-  state_->InterruptLocked();
   Promise<int> p;
   Future<int> f = p.GetFuture();
-  state_->terminate_promises.push_back(std::move(p));
+  {
+    UninterruptibleLock<Mutex> lock(state_->mu);
+    if (state_->finished) return Future<int>::Ready(state_->exit.code);
+    state_->control->RequestTerminate();
+    state_->terminate_promises.push_back(std::move(p));
+  }
+  state_->owner_port.Close();
   return f;
 }
 
 void Worker::Ref() {
   if (state_ == nullptr || state_->owner_ref.loop() != nullptr) return;
-  bool finished;
-  {
-    UninterruptibleLock<Mutex> lock(state_->mu);
-    finished = state_->finished;
+  // After the exit was delivered nothing may hold the loop any more.
+  if (!state_->exited && !state_->detached) {
+    state_->owner_ref = EventLoop::RefHandle(*state_->owner_loop);
   }
-  // After `finished` the final closure is queued (it keeps the loop alive by
-  // itself) and must not leave a ref behind: it resets owner_ref, but only
-  // if it has not run yet — so only ref while the worker still runs.
-  if (!finished && !state_->detached) state_->owner_ref = EventLoop::RefHandle(*state_->owner_loop);
 }
 
 void Worker::Unref() {
   if (state_ != nullptr) state_->owner_ref.Reset();
 }
 
-uint64_t Worker::id() const { return state_ ? state_->id : 0; }
+bool Worker::HasRef() const { return state_ != nullptr && state_->owner_ref.loop() != nullptr; }
+
+int64_t Worker::id() const {
+  if (state_ == nullptr) return 0;
+  return state_->exited ? -1 : static_cast<int64_t>(state_->id);
+}
 
 const std::string& Worker::name() const {
   static const std::string* empty = new std::string;

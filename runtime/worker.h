@@ -1,5 +1,5 @@
-// Worker: Node's worker_threads Worker in C++ — an actor on its own thread
-// with its own EventLoop, talking to its owner through an entangled port.
+// Worker: Node's worker_threads Worker in C++ — an actor with its own
+// EventLoop, talking to its owner through an entangled port.
 //
 //   wharf::EventLoop loop;
 //   auto w = wharf::Worker::Start(
@@ -15,71 +15,40 @@
 //   (void)w->PostMessage(wharf::Value("hi"));
 //   loop.Run();  // returns once the worker has exited (it refs the loop)
 //
-// Isolation: threads only. Process isolation (and WorkerOptions::isolation)
-// arrives with process actors; the registered entry names below are the names
-// those will use. A crash in a thread worker takes the whole process down.
+// Isolation: a thread (a crash takes the whole process down). The entry is a
+// callable `void(WorkerContext&)` or the name of one registered with
+// WHARF_WORKER_ENTRY / WorkerRegistry (the form process workers will need).
+// It runs as the first callback of the worker's loop; then the loop runs
+// until nothing ref'd is left (a parent_port() with an OnMessage handler
+// keeps it alive, as in Node) and the worker exits 0. ctx.Exit(code) ends it
+// once control is back in its loop; ctx.ExitNow(code) ends it at once.
 //
-// Entry. A callable `void(WorkerContext&)`, or the name of an entry
-// registered with WorkerRegistry::Register / WHARF_WORKER_ENTRY (an unknown
-// name: Start returns NotFound). The entry runs as the first callback of the
-// worker's own EventLoop (so EventLoop::Current() is that loop and
-// parent_port().OnMessage(...) starts the port there). After it returns the
-// loop runs until nothing ref'd is left — Node's rule: a parent_port() with
-// an OnMessage handler keeps the worker alive until it is closed or Unref()'d
-// — and the worker exits with code 0. ctx.Exit(code) ends it early.
+// Owner-side events, on the owner's loop (WorkerOptions::loop, else
+// EventLoop::Current() at Start): OnOnline, then OnMessage for each message
+// the worker posted (kept, in order, until a handler is set; dropped if there
+// is still none when the worker has ended), then — when it ends — OnError
+// (an uncaught exception: exit code 1) and OnExit(code). With no OnError
+// handler, the error becomes the owner loop's own uncaught exception (a
+// WorkerError, error_record.h), thrown after OnExit, as Node does.
 //
-// Owner-side events, all on the owner's loop thread (WorkerOptions::loop,
-// else EventLoop::Current() in Start): OnOnline, then OnMessage for each
-// message, then — when the worker ends — OnError(what) if an exception
-// escaped the entry or a worker loop callback (exit code 1), then OnExit(code).
-// Everything the worker posted before it exited is delivered before OnError/
-// OnExit. Messages arriving while no OnMessage handler is set are kept, in
-// order, and delivered (each once, on the owner loop, from a callback posted
-// by OnMessage) once a handler is set; messages behind them wait their turn.
-// If the worker has ended and there is still no handler when its final
-// closure runs, the kept messages are dropped then, before OnError/OnExit
-// (like an EventEmitter with no listener). Kept messages are not bounded:
-// set the handler. OnMessageError never fires for the in-process transport
-// (kept for process actors).
+// Terminate(): stops the worker's loop, closes the channel, and interrupts
+// every Wharf wait the worker is blocked in or enters later (atomics, locks,
+// Receive, Future::Get...: they throw wharf::Interrupted, see
+// sync/interrupt.h). An Interrupted that escapes ends the worker with exit
+// code 1 and no OnError. Blocking outside Wharf (std::mutex, read(2),
+// computation) is not interrupted; the worker ends when it next reaches a
+// Wharf wait or its loop (cooperative code polls ctx.terminating()).
 //
-// Lifecycle / termination protocol. The worker thread decides its exit code
-// once (the first of ctx.Exit(code), an uncaught exception → 1, Terminate →
-// 1; otherwise 0), closes its port, destroys its context and loop, posts one
-// final closure to the owner loop (drain the port, OnError, OnExit, release
-// the owner loop's ref, join the thread) and completes every Terminate()
-// future. Terminate() marks the worker terminated, Stop()s its loop and
-// Close()s the channel.
+// Errors: Start returns NotFound for an unknown entry name, InvalidArgument
+// "DataCloneError: ..." when worker_data cannot be handed over (nothing is
+// moved then), FailedPrecondition without an owner loop, ResourceExhausted
+// when no thread can be started. PostMessage: as MessagePort::PostMessage.
 //
-// What Terminate interrupts: the worker's EventLoop (Run returns after the
-// callback in progress), a blocking parent_port().Receive() (it returns
-// the messages already queued, then Cancelled "port closed"; PostMessage on
-// parent_port() fails with FailedPrecondition afterwards), and every Wharf
-// wait the entry or a callback is blocked in or enters later: the worker
-// thread runs them inside an InterruptibleScope (sync/interrupt.h) of an
-// Interrupter that Terminate() requests, so atomics::Wait, Mutex/RwLock
-// locks, CondVar, Semaphore, Latch, Barrier and Notification waits,
-// Future::Get/WaitFor, Receive() on any port and a kBlock PostMessage waiting
-// for room throw wharf::Interrupted. The primitives stay
-// consistent (a lock is not taken, a CondVar's mutex is re-held while the
-// exception unwinds, a semaphore's count is unchanged). An Interrupted that
-// escapes the entry or a callback ends the worker with exit code 1 (Node's
-// code for a terminated worker) and is NOT reported to OnError; one that a
-// callback catches is thrown again by the next wait (the request is
-// sticky). NOT interrupted: blocking outside Wharf — std::mutex, read(2),
-// sleeps, computation — and waits inside an UninterruptibleScope. There the
-// thread keeps running until it reaches a Wharf wait or returns to the loop.
-// Cooperative code can poll ctx.terminating(). ctx.Exit(code) does not
-// interrupt (it does not unwind).
-//
-// Destroying a Worker (owner thread): Terminate() + join of the thread, so it
-// blocks until the worker reaches a Wharf wait or returns to the loop (see
-// above); then no event fires any more. Nothing leaks: a not yet delivered final closure is a no-op.
-// The Worker must be destroyed before its owner EventLoop.
-//
-// Thread-safety: Terminate() and PostMessage() may be called from any thread,
-// concurrently, racing the worker's own exit (idempotent). Start, the On*
-// setters, Ref/Unref and destruction: the owner loop's thread (or any one
-// thread before that loop runs).
+// Thread-safety: Terminate, PostMessage and HasRef from any thread; Start,
+// the On* setters, Ref/Unref and destruction on the owner loop's thread (or
+// one thread before that loop runs). Destroying a running Worker terminates
+// it and blocks until its thread has left (see above); the Worker must be
+// destroyed before its owner EventLoop.
 
 #ifndef WHARF_RUNTIME_WORKER_H_
 #define WHARF_RUNTIME_WORKER_H_
@@ -98,6 +67,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wharf/runtime/error_record.h"
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/future.h"
 #include "wharf/runtime/message_port.h"
@@ -109,6 +79,8 @@ class WorkerContext;
 
 namespace runtime_internal {
 struct WorkerState;
+class WorkerControl;
+struct WorkerRunner;
 }  // namespace runtime_internal
 
 using WorkerFunction = std::function<void(WorkerContext&)>;
@@ -131,8 +103,7 @@ class WorkerEntry {
   bool by_name_ = false;
 };
 
-// Named entries, shared by thread workers (and, later, process workers).
-// Thread-safe.
+// Named entries, shared by every isolation. Thread-safe.
 class WorkerRegistry {
  public:
   // AlreadyExists for a name registered before; InvalidArgument for an empty
@@ -154,18 +125,14 @@ class WorkerRegistry {
   static void wharf_worker_entry_##name([[maybe_unused]] ::wharf::WorkerContext& ctx)
 
 struct WorkerOptions {
-  // Node's workerData: moved into the worker (Buffers inside move with it,
-  // nothing is copied). ctx.worker_data() there.
+  // Node's workerData: handed over as by MessagePort::PostMessage — moved
+  // (ports inside it checked and detached as in a transfer) when `transfer`
+  // is empty, else a structured clone in which the listed Buffers and ports
+  // move. ctx.worker_data() in the worker.
   Value worker_data{};
-  // Node's transferList for workerData. Empty: worker_data moves whole, as
-  // above. Otherwise worker_data is handed over exactly as by
-  // MessagePort::PostMessage(worker_data, transfer): a structured clone in
-  // which the listed Buffers and ports move (detached here), other Buffers
-  // are copied and SharedBuffers shared. The pointers point into worker_data
-  // as it is in these options (elements of a Map or Array keep their address
-  // when the Value is moved in; a top-level Buffer does not). Validation is
-  // all-or-nothing: on error (e.g. InvalidArgument "DataCloneError: ...")
-  // Start returns it, nothing was moved and no thread was started.
+  // Node's transferList for workerData: pointers into worker_data as it is
+  // in these options (elements of a Map or Array keep their address when the
+  // Value is moved in; a top-level Buffer does not).
   std::vector<Transferable> transfer{};
   // For ctx.name() / Worker::name(); also the thread's name (first 15 bytes).
   std::string name{};
@@ -176,7 +143,7 @@ struct WorkerOptions {
   EventLoop* loop = nullptr;
 };
 
-// What the entry gets; lives on the worker thread for the worker's lifetime.
+// What the entry gets; lives for the worker's lifetime, on its thread.
 class WorkerContext {
  public:
   WorkerContext(const WorkerContext&) = delete;
@@ -189,38 +156,42 @@ class WorkerContext {
   uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
   EventLoop& loop() { return loop_; }
-  // Ends the worker with `code` (Node's process.exit in a worker). Does not
-  // unwind: it stops the worker's loop and closes parent_port(), and returns;
-  // the worker ends when control is back in the loop. The first decided code
-  // wins (a later Exit, error or Terminate changes nothing).
+  // Ends the worker with `code` once control is back in its loop: stops the
+  // loop, closes parent_port() and returns (the code after it runs). The
+  // first decided code wins (a later Exit, error or Terminate changes
+  // nothing).
   void Exit(int code);
-  // True once Terminate() or Exit() was called.
+  // Node's process.exit() in a worker: ends the worker with `code` now, from
+  // any depth of the worker's own thread, by unwinding with wharf::Interrupted
+  // (not a std::exception: `catch (const std::exception&)` does not stop it;
+  // every later Wharf wait of the worker throws it again). Not an error.
+  [[noreturn]] void ExitNow(int code);
+  // True once Terminate(), Exit() or ExitNow() was called.
   bool terminating() const;
 
  private:
-  friend struct runtime_internal::WorkerState;
-  WorkerContext(runtime_internal::WorkerState* state, MessagePort port, Value data,
-                EventLoop& loop)
-      : state_(state), port_(std::move(port)), data_(std::move(data)), loop_(loop) {}
+  friend struct runtime_internal::WorkerRunner;
+  WorkerContext(runtime_internal::WorkerControl& control, MessagePort port, Value data,
+                EventLoop& loop, uint64_t id, std::string name)
+      : control_(control), port_(std::move(port)), data_(std::move(data)), loop_(loop),
+        id_(id), name_(std::move(name)) {}
 
-  runtime_internal::WorkerState* state_;
+  runtime_internal::WorkerControl& control_;
   MessagePort port_;
   Value data_;
   EventLoop& loop_;
-  uint64_t id_ = 0;
+  uint64_t id_;
   std::string name_;
 };
 
-// True on threads that are not thread workers (Node's isMainThread).
+// True on threads that are not workers (Node's isMainThread).
 bool IsMainActor();
 // The calling worker's id, 0 outside workers (Node's threadId).
 uint64_t CurrentActorId();
 
 class Worker {
  public:
-  // Starts the worker thread. NotFound for an unknown entry name;
-  // FailedPrecondition with no owner loop; a pthread_create error as
-  // ResourceExhausted/Internal.
+  // Starts the worker. Errors: see the header comment.
   static absl::StatusOr<Worker> Start(WorkerEntry entry, WorkerOptions options = {});
 
   Worker(Worker&&) noexcept;
@@ -233,26 +204,32 @@ class Worker {
   void OnOnline(std::function<void()> handler);
   void OnMessage(std::function<void(Value)> handler);
   void OnMessageError(std::function<void(absl::Status)> handler);
+  // The worker's uncaught exception: its type and message.
+  void OnError(std::function<void(const ErrorRecord&)> handler);
+  // The same, as text: the message (what()) only.
   void OnError(std::function<void(std::string)> handler);
   void OnExit(std::function<void(int)> handler);
 
-  // To the worker's parent_port(); see MessagePort::PostMessage. After the
-  // worker ended (or Terminate): FailedPrecondition "port closed".
+  // To the worker's parent_port(); see MessagePort::PostMessage. Any thread,
+  // lock-free. After the worker ended (or Terminate): FailedPrecondition.
   absl::Status PostMessage(Value& message, std::span<const Transferable> transfer = {});
   absl::Status PostMessage(Value&& message);
 
-  // Stops the worker (see the header comment for what is interrupted:
-  // its loop, parent_port().Receive(), and its Wharf waits); the
-  // future holds the exit code (1 when terminated, or the code the worker had
-  // already decided). Idempotent; any thread.
+  // Stops the worker (see the header comment). The future holds the exit
+  // code (1 when terminated, or the code the worker had already decided).
+  // Idempotent; any thread.
   Future<int> Terminate();
 
   // A running worker keeps the owner loop's Run() going; Unref() stops that,
-  // Ref() restores it (no-op after exit).
+  // Ref() restores it (a no-op after exit). HasRef: whether it does now.
   void Ref();
   void Unref();
+  bool HasRef() const;
 
-  uint64_t id() const;
+  // The worker's id (ctx.id() inside it); -1 once it has exited (its OnExit
+  // is being delivered or was), as Node's worker.threadId. 0 for a
+  // moved-from Worker.
+  int64_t id() const;
   const std::string& name() const;
 
  private:

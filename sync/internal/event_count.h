@@ -79,6 +79,12 @@ class EventCount {
     if (AnyWaiter()) Wake(0x7fffffff);
   }
 
+  // For a waiter that sleeps on several words at once (an event loop, with
+  // FutexWaitAny): PrepareWait(), re-check, then sleep on word() expecting
+  // the key, then CancelWait() — CommitWait's sleep, done by the caller.
+  const void* word() const noexcept { return &epoch_; }
+  FutexScope scope() const noexcept { return scope_; }
+
   // For tests: threads between PrepareWait() and the end of their wait.
   uint32_t WaitersForTesting() const noexcept { return waiters_.load(std::memory_order_relaxed); }
 

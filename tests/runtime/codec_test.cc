@@ -15,6 +15,29 @@
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
+
+struct Point {
+  int32_t x = 0;
+  int32_t y = 0;
+  bool operator==(const Point&) const = default;
+};
+
+template <>
+struct Codec<Point> {
+  static Value Encode(const Point& p) { return Value::Array(p.x, p.y); }
+  static absl::StatusOr<Point> Decode(const Value& v) {
+    const ValueArray* a = v.GetArray();
+    if (a == nullptr || a->size() != 2) {
+      return absl::InvalidArgumentError("Point: expected an array of two ints");
+    }
+    absl::StatusOr<int32_t> x = (*a)[0].To<int32_t>();
+    if (!x.ok()) return x.status();
+    absl::StatusOr<int32_t> y = (*a)[1].To<int32_t>();
+    if (!y.ok()) return y.status();
+    return Point{*x, *y};
+  }
+};
+
 namespace {
 
 // A message: the version-1 header followed by `body`.
@@ -373,6 +396,36 @@ TEST(CodecTest, DecodeRejectsBadTransferIndexes) {
   absl::StatusOr<Value> shared = DecodeValue(Msg(B({0x07, 2, 0x0b, 0, 0x0b, 0})), &table);
   ASSERT_TRUE(shared.ok()) << shared.status();
   EXPECT_EQ(DecodeValue(Msg(B({0x0a, 0})), &table).value().GetBuffer()->size(), 1u);
+}
+
+TEST(CodecTest, UserCodec) {
+  Value v = Value::From(Point{3, -4});
+  EXPECT_EQ(v, Value::Array(3, -4));
+  EXPECT_EQ(v.To<Point>().value(), (Point{3, -4}));
+  ExpectError(Value("no").To<Point>().status(), absl::StatusCode::kInvalidArgument,
+              "Point: expected an array");
+  // Nested through the vector codec.
+  std::vector<Point> points = {{1, 2}, {3, 4}};
+  EXPECT_EQ(Value::From(points).To<std::vector<Point>>().value(), points);
+  ExpectError(Value(1).To<std::vector<Point>>().status(), absl::StatusCode::kInvalidArgument,
+              "expected array, got int");
+}
+
+TEST(CodecTest, BuiltinCodecs) {
+  EXPECT_EQ(Value::From(true).To<bool>().value(), true);
+  EXPECT_EQ(Value::From(2.5).To<double>().value(), 2.5);
+  EXPECT_EQ(Value::From(std::string("s")).To<std::string>().value(), "s");
+  EXPECT_EQ(Value::From(uint16_t{65535}).To<uint16_t>().value(), 65535);
+  EXPECT_EQ(Value::From(int64_t{-1}).To<int64_t>().value(), -1);
+  ExpectError(Value(70000).To<int16_t>().status(), absl::StatusCode::kOutOfRange,
+              "does not fit the target type");
+  ExpectError(Value(-1).To<uint32_t>().status(), absl::StatusCode::kOutOfRange,
+              "does not fit");
+  EXPECT_EQ(Value(-1).To<uint64_t>().status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(Value(std::numeric_limits<int64_t>::max()).To<uint64_t>().value(),
+            uint64_t{std::numeric_limits<int64_t>::max()});
+  ExpectError(Value(1).To<std::string>().status(), absl::StatusCode::kInvalidArgument,
+              "expected string");
 }
 
 }  // namespace

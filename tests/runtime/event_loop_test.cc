@@ -199,27 +199,53 @@ TEST(EventLoopTest, ExceptionsGoToTheHandlerAndTheLoopGoesOn) {
   EXPECT_TRUE(after);
 }
 
-TEST(EventLoopDeathTest, UncaughtExceptionWithoutHandlerTerminates) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(
+// No handler: the exception propagates out of Run(), which can be called
+// again and resumes with everything else as it was.
+TEST(EventLoopTest, UncaughtExceptionWithoutHandlerPropagatesOutOfRun) {
+  EventLoop loop;
+  std::vector<std::string> ran;
+  loop.Post([&] { ran.push_back("first"); });
+  loop.Post([] { throw std::runtime_error("nobody catches me"); });
+  loop.Post([&] { ran.push_back("after"); });
+  const TimerId interval = loop.SetInterval(absl::Milliseconds(1), [&] {
+    ran.push_back("tick");
+    throw std::logic_error("from a timer");
+  });
+  EXPECT_THROW(
       {
-        EventLoop loop;
-        loop.Post([] { throw std::runtime_error("nobody catches me"); });
-        loop.Run();
+        try {
+          loop.Run();
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "nobody catches me");
+          throw;
+        }
       },
-      "uncaught exception: nobody catches me");
+      std::runtime_error);
+  EXPECT_EQ(EventLoop::Current(), nullptr);  // restored while unwinding
+  EXPECT_EQ(ran, (std::vector<std::string>{"first"}));
+  // The interval stays armed although its callback throws.
+  EXPECT_THROW(loop.Run(), std::logic_error);
+  EXPECT_EQ(ran, (std::vector<std::string>{"first", "after", "tick"}));
+  EXPECT_THROW(loop.Run(), std::logic_error);
+  EXPECT_TRUE(loop.ClearTimer(interval));
+  int more = 0;
+  loop.Post([&] { ++more; });
+  loop.Run();
+  EXPECT_EQ(more, 1);
+  EXPECT_EQ(loop.RefCountForTesting(), 0);
 }
 
-TEST(EventLoopDeathTest, ThrowingHandlerTerminates) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(
-      {
-        EventLoop loop;
-        loop.OnUncaughtException([](std::exception_ptr e) { std::rethrow_exception(e); });
-        loop.Post([] { throw std::runtime_error("rethrown"); });
-        loop.Run();
-      },
-      "");
+TEST(EventLoopTest, ThrowingHandlerPropagatesOutOfRun) {
+  EventLoop loop;
+  int seen = 0;
+  loop.OnUncaughtException([&](std::exception_ptr e) {
+    ++seen;
+    std::rethrow_exception(e);
+  });
+  loop.Post([] { throw std::runtime_error("rethrown"); });
+  EXPECT_THROW(loop.Run(), std::runtime_error);
+  EXPECT_EQ(seen, 1);
+  loop.Run();  // nothing left: returns
 }
 
 TEST(EventLoopTest, DestroyingTheLoopDropsQueuedClosuresUnrun) {

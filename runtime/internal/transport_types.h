@@ -1,0 +1,19 @@
+// Internal: what a port transport's TrySend reports (port_transport.h).
+
+#ifndef WHARF_RUNTIME_INTERNAL_TRANSPORT_TYPES_H_
+#define WHARF_RUNTIME_INTERNAL_TRANSPORT_TYPES_H_
+
+#include <cstdint>
+
+namespace wharf::runtime_internal {
+
+enum class SendResult : uint8_t {
+  kOk,        // queued; the message was moved from
+  kClosed,    // the channel is closed
+  kFull,      // a bounded direction holds `capacity` messages
+  kNoMemory,  // the queue could not grow
+};
+
+}  // namespace wharf::runtime_internal
+
+#endif  // WHARF_RUNTIME_INTERNAL_TRANSPORT_TYPES_H_

@@ -62,6 +62,15 @@ struct BroadcastMember final : LoopSource {
     return true;  // with no handler the message is dropped, as in Node
   }
 
+  void LoopGone() override {
+    {
+      UninterruptibleLock<Mutex> lock(mu);
+      loop = nullptr;
+    }
+    ref.Abandon();
+    std::shared_ptr<BroadcastMember> dropped = std::move(keep);
+  }
+
   std::optional<Value> Take() {
     UninterruptibleLock<Mutex> lock(mu);
     if (queue.empty()) return std::nullopt;

@@ -67,6 +67,12 @@ EventLoop::EventLoop()
       async_waits_(std::make_unique<runtime_internal::AsyncWaitSource>()) {}
 
 EventLoop::~EventLoop() {
+  // Sources still registered outlive the loop: they must forget it.
+  MergeAddedSources();
+  for (runtime_internal::LoopSource* s : std::vector<runtime_internal::LoopSource*>(sources_)) {
+    if (s != nullptr) s->LoopGone();
+  }
+  sources_.clear();
   // No fd callback is posted once its watch is gone.
   std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds;
   {

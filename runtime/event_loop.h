@@ -145,6 +145,8 @@ class EventLoop {
       if (loop_ != nullptr) std::exchange(loop_, nullptr)->Release();
     }
     EventLoop* loop() const { return loop_; }
+    // Forgets the loop without releasing the ref (for a loop that is gone).
+    void Abandon() { loop_ = nullptr; }
 
    private:
     EventLoop* loop_ = nullptr;

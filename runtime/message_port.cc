@@ -48,6 +48,12 @@ struct PortEndpoint final : LoopSource {
   bool Deliver() override;
   int ArmSleep(std::span<FutexWaitEntry> out) override;
   void DisarmSleep(int woken) override;
+  void LoopGone() override {
+    core->transport.AttachLoop(side, nullptr);
+    loop = nullptr;
+    ref.Abandon();
+    std::shared_ptr<PortCore> dropped = std::move(keep);
+  }
 
   bool WantsRef() const { return loop != nullptr && on_message && want_ref && !close_fired; }
   void UpdateRef() {

@@ -55,6 +55,10 @@ class LoopSource {
   // withdraws what ArmSleep announced. `woken`: the index, among the entries
   // this source appended, of the one whose wake ended the sleep, or -1.
   virtual void DisarmSleep(int woken) {}
+  // The loop is being destroyed with this source still registered (its
+  // owner broke the "destroy before the loop" rule): forget the loop — no
+  // doorbell, no ref, no pointer to it — so that later calls are safe.
+  virtual void LoopGone() {}
 
  protected:
   ~LoopSource() = default;

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/port_transports.h"
 #include "tests/testing/watchdog.h"
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/event_loop.h"
@@ -28,8 +29,12 @@ constexpr int64_t kStressPerProducer = 100000;
 constexpr int64_t kStressPerProducer = 1000000;
 #endif
 
-TEST(MessagePortTest, MovePostArrivesInOrder) {
-  auto [a, b] = MessageChannel::Create();
+template <class Transport>
+class MessagePortTest : public ::testing::Test {};
+TYPED_TEST_SUITE(MessagePortTest, testing::PortTransports, testing::TransportName);
+
+TYPED_TEST(MessagePortTest, MovePostArrivesInOrder) {
+  auto [a, b] = TypeParam::Create();
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
   for (int i = 0; i < 100; ++i) {
     auto v = b.TryReceive();
@@ -41,8 +46,9 @@ TEST(MessagePortTest, MovePostArrivesInOrder) {
   EXPECT_EQ(*a.TryReceive()->GetString(), "back");
 }
 
-TEST(MessagePortTest, MoveKeepsBufferPointer) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, MoveKeepsBufferPointer) {
+  if (!TypeParam::kZeroCopyMove) GTEST_SKIP() << "the ends do not share an address space";
+  auto [a, b] = TypeParam::Create();
   Buffer buf = Buffer::Allocate(64).value();
   const std::byte* p = buf.data();
   ASSERT_TRUE(a.PostMessage(Value(std::move(buf))).ok());
@@ -51,8 +57,8 @@ TEST(MessagePortTest, MoveKeepsBufferPointer) {
   EXPECT_EQ(v->GetBuffer()->data(), p);
 }
 
-TEST(MessagePortTest, TransferMovesCloneCopies) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, TransferMovesCloneCopies) {
+  auto [a, b] = TypeParam::Create();
   Value msg = Value::Map();
   msg.GetMap()->Set("moved", Buffer::Allocate(16).value());
   msg.GetMap()->Set("copied", Buffer::Allocate(16).value());
@@ -75,8 +81,8 @@ TEST(MessagePortTest, TransferMovesCloneCopies) {
   EXPECT_EQ((*v)["moved"]->GetBuffer()->size(), 16u);
 }
 
-TEST(MessagePortTest, TransferRootBufferAndArray) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, TransferRootBufferAndArray) {
+  auto [a, b] = TypeParam::Create();
   Value root(Buffer::Allocate(8).value());
   const std::byte* p = root.GetBuffer()->data();
   Transferable list[] = {root.GetBuffer()};
@@ -102,8 +108,8 @@ void ExpectUntouched(const Value& msg, const std::byte* p0, const std::byte* p1)
   EXPECT_FALSE(msg["y"]->GetBuffer()->detached());
 }
 
-TEST(MessagePortTest, TransferErrorsAreAllOrNothing) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, TransferErrorsAreAllOrNothing) {
+  auto [a, b] = TypeParam::Create();
   Value msg = Value::Map();
   msg.GetMap()->Set("x", Buffer::Allocate(8).value());
   msg.GetMap()->Set("y", Buffer::Allocate(8).value());
@@ -171,10 +177,10 @@ TEST(MessagePortTest, TransferErrorsAreAllOrNothing) {
   EXPECT_FALSE(b.TryReceive().has_value());
 }
 
-TEST(MessagePortTest, FullPortGivesBuffersBack) {
+TYPED_TEST(MessagePortTest, FullPortGivesBuffersBack) {
   PortOptions opt;
   opt.capacity = 1;
-  auto [a, b] = MessageChannel::Create(opt);
+  auto [a, b] = TypeParam::Create(opt);
   ASSERT_TRUE(a.PostMessage(Value(1)).ok());
   Value msg(Buffer::Allocate(8).value());
   const std::byte* p = msg.GetBuffer()->data();
@@ -184,8 +190,8 @@ TEST(MessagePortTest, FullPortGivesBuffersBack) {
   EXPECT_EQ(msg.GetBuffer()->data(), p);
 }
 
-TEST(MessagePortTest, PostAfterCloseFails) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, PostAfterCloseFails) {
+  auto [a, b] = TypeParam::Create();
   ASSERT_TRUE(a.PostMessage(Value(1)).ok());
   b.Close();
   EXPECT_TRUE(a.closed());
@@ -203,46 +209,46 @@ TEST(MessagePortTest, PostAfterCloseFails) {
   EXPECT_TRUE(absl::IsFailedPrecondition(empty.Receive(absl::Milliseconds(1)).status()));
 }
 
-TEST(MessagePortTest, DestroyClosesPeer) {
+TYPED_TEST(MessagePortTest, DestroyClosesPeer) {
   Watchdog dog("DestroyClosesPeer", absl::Seconds(30));
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   std::thread t([&b] { EXPECT_TRUE(absl::IsCancelled(b.Receive().status())); });
   absl::SleepFor(absl::Milliseconds(20));
   { MessagePort gone = std::move(a); }
   t.join();
 }
 
-TEST(MessagePortTest, ReceiveTimesOut) {
-  auto [a, b] = MessageChannel::Create();
+TYPED_TEST(MessagePortTest, ReceiveTimesOut) {
+  auto [a, b] = TypeParam::Create();
   absl::Time start = absl::Now();
   EXPECT_TRUE(absl::IsDeadlineExceeded(b.Receive(absl::Milliseconds(30)).status()));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(25));
 }
 
-TEST(MessagePortTest, CapacityFail) {
+TYPED_TEST(MessagePortTest, CapacityFail) {
   PortOptions opt;
   opt.capacity = 3;
-  auto [a, b] = MessageChannel::Create(opt);
+  auto [a, b] = TypeParam::Create(opt);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
   EXPECT_TRUE(absl::IsResourceExhausted(a.PostMessage(Value(3))));
   ASSERT_TRUE(b.TryReceive().has_value());
   EXPECT_TRUE(a.PostMessage(Value(3)).ok());
 }
 
-TEST(MessagePortTest, CapacityBlock) {
+TYPED_TEST(MessagePortTest, CapacityBlock) {
   Watchdog dog("CapacityBlock", absl::Seconds(60));
   PortOptions opt;
   opt.capacity = 2;
   opt.on_full = PortOptions::OnFull::kBlock;
   opt.block_timeout = absl::Milliseconds(30);
   {
-    auto [a, b] = MessageChannel::Create(opt);
+    auto [a, b] = TypeParam::Create(opt);
     ASSERT_TRUE(a.PostMessage(Value(0)).ok());
     ASSERT_TRUE(a.PostMessage(Value(1)).ok());
     EXPECT_TRUE(absl::IsDeadlineExceeded(a.PostMessage(Value(2))));
   }
   opt.block_timeout = absl::InfiniteDuration();
-  auto [a, b] = MessageChannel::Create(opt);
+  auto [a, b] = TypeParam::Create(opt);
   constexpr int kN = 2000;
   std::thread producer([&a] {
     for (int i = 0; i < kN; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
@@ -262,10 +268,10 @@ TEST(MessagePortTest, CapacityBlock) {
   blocked.join();
 }
 
-TEST(MessagePortTest, QueuedBeforeHandlerDeliveredOnce) {
+TYPED_TEST(MessagePortTest, QueuedBeforeHandlerDeliveredOnce) {
   Watchdog dog("QueuedBeforeHandler", absl::Seconds(30));
   EventLoop loop;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(a.PostMessage(Value(i)).ok());
   std::vector<int64_t> got;
   b.OnMessage([&](Value v) {
@@ -283,10 +289,10 @@ TEST(MessagePortTest, QueuedBeforeHandlerDeliveredOnce) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(got[i], i);
 }
 
-TEST(MessagePortTest, CloseDeliversQueuedThenOnCloseOnBothEnds) {
+TYPED_TEST(MessagePortTest, CloseDeliversQueuedThenOnCloseOnBothEnds) {
   Watchdog dog("CloseOnBothEnds", absl::Seconds(30));
   EventLoop loop_a, loop_b;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   std::vector<int> got;
   bool a_closed = false, b_closed = false;
   bool b_closed_after_all = false;
@@ -311,10 +317,10 @@ TEST(MessagePortTest, CloseDeliversQueuedThenOnCloseOnBothEnds) {
   EXPECT_EQ(got.size(), 100u);
 }
 
-TEST(MessagePortTest, RefUnref) {
+TYPED_TEST(MessagePortTest, RefUnref) {
   Watchdog dog("RefUnref", absl::Seconds(30));
   EventLoop loop;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   ASSERT_TRUE(b.Start(loop).ok());
   b.OnMessage([](Value) {});
   EXPECT_GT(loop.RefCountForTesting(), 0);
@@ -335,10 +341,10 @@ TEST(MessagePortTest, RefUnref) {
   EXPECT_EQ(n, 3);
 }
 
-TEST(MessagePortTest, OnMessageStartsOnCurrentLoop) {
+TYPED_TEST(MessagePortTest, OnMessageStartsOnCurrentLoop) {
   Watchdog dog("OnMessageStarts", absl::Seconds(30));
   EventLoop loop;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   ASSERT_TRUE(a.PostMessage(Value(42)).ok());
   int64_t got = 0;
   loop.Post([&] {
@@ -351,11 +357,11 @@ TEST(MessagePortTest, OnMessageStartsOnCurrentLoop) {
   EXPECT_EQ(got, 42);
 }
 
-TEST(MessagePortTest, CloseRacesWithPostsAndPeerClose) {
+TYPED_TEST(MessagePortTest, CloseRacesWithPostsAndPeerClose) {
   Watchdog dog("CloseRaces", absl::Seconds(60));
   for (int round = 0; round < 50; ++round) {
     EventLoop loop;
-    auto [a, b] = MessageChannel::Create();
+    auto [a, b] = TypeParam::Create();
     std::atomic<int> accepted{0};
     int delivered = 0;
     bool closed = false;
@@ -382,10 +388,10 @@ TEST(MessagePortTest, CloseRacesWithPostsAndPeerClose) {
 // The same race without a loop: a receiver blocked in Receive() gets every
 // accepted message, then Cancelled — never a hang, never a lost message
 // (the senders' in-flight marks against Close's kClosing/HeavyFence/kClosed).
-TEST(MessagePortTest, CloseRacesWithPostsIntoBlockingReceive) {
+TYPED_TEST(MessagePortTest, CloseRacesWithPostsIntoBlockingReceive) {
   Watchdog dog("CloseRacesReceive", absl::Seconds(60));
   for (int round = 0; round < 200; ++round) {
-    auto [a, b] = MessageChannel::Create();
+    auto [a, b] = TypeParam::Create();
     std::atomic<int> accepted{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 2; ++t) {
@@ -416,9 +422,9 @@ TEST(MessagePortTest, CloseRacesWithPostsIntoBlockingReceive) {
 // Receive() asleep in a thread under an InterruptibleScope throws
 // Interrupted when its Interrupter is requested; the port is left as a
 // timeout leaves it (later posts are received normally).
-TEST(MessagePortTest, SleepingReceiveIsAnInterruptionPoint) {
+TYPED_TEST(MessagePortTest, SleepingReceiveIsAnInterruptionPoint) {
   Watchdog dog("ReceiveInterrupted", absl::Seconds(60));
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   Interrupter interrupter;
   std::atomic<int> outcome{0};  // 1 = Interrupted, 2 = returned
   std::thread t([&, &b = b] {
@@ -444,12 +450,12 @@ TEST(MessagePortTest, SleepingReceiveIsAnInterruptionPoint) {
   EXPECT_TRUE(absl::IsDeadlineExceeded(r.status()));
 }
 
-TEST(MessagePortTest, BlockedSenderIsAnInterruptionPoint) {
+TYPED_TEST(MessagePortTest, BlockedSenderIsAnInterruptionPoint) {
   Watchdog dog("BlockedSenderInterrupted", absl::Seconds(60));
   PortOptions options;
   options.capacity = 1;
   options.on_full = PortOptions::OnFull::kBlock;
-  auto [a, b] = MessageChannel::Create(options);
+  auto [a, b] = TypeParam::Create(options);
   ASSERT_TRUE(a.PostMessage(Value(1)).ok());
   Interrupter interrupter;
   std::atomic<int> outcome{0};
@@ -481,10 +487,10 @@ TEST(MessagePortTest, BlockedSenderIsAnInterruptionPoint) {
   EXPECT_EQ(b.TryReceive()->AsInt().value(), 3);
 }
 
-TEST(MessagePortTest, StressFourProducers) {
+TYPED_TEST(MessagePortTest, StressFourProducers) {
   Watchdog dog("StressFourProducers", absl::Seconds(120));
   constexpr int kProducers = 4;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&a, p] {
@@ -512,10 +518,10 @@ TEST(MessagePortTest, StressFourProducers) {
   for (int p = 0; p < kProducers; ++p) EXPECT_EQ(next[p], kStressPerProducer);
 }
 
-TEST(MessagePortTest, PingPongBlockingReceive) {
+TYPED_TEST(MessagePortTest, PingPongBlockingReceive) {
   Watchdog dog("PingPong", absl::Seconds(60));
   constexpr int kRounds = 20000;
-  auto [a, b] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
   std::thread pong([&b] {
     for (int i = 0; i < kRounds; ++i) {
       auto v = b.Receive(absl::Seconds(30));

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/runtime/port_transports.h"
 #include "tests/testing/watchdog.h"
 #include "wharf/runtime/codec.h"
 #include "wharf/runtime/event_loop.h"
@@ -134,10 +135,14 @@ TEST(PortCodecTest, Errors) {
   EXPECT_FALSE(DecodeValue(truncated, &one).ok());
 }
 
-TEST(PortTransferTest, TransferAndTalkFromTheReceivingThread) {
+template <class Transport>
+class PortTransferTest : public ::testing::Test {};
+TYPED_TEST_SUITE(PortTransferTest, testing::PortTransports, testing::TransportName);
+
+TYPED_TEST(PortTransferTest, TransferAndTalkFromTheReceivingThread) {
   Watchdog dog("TransferAndTalk", absl::Seconds(60));
-  auto [a, b] = MessageChannel::Create();    // the carrier
-  auto [p1, p2] = MessageChannel::Create();  // p2 travels
+  auto [a, b] = TypeParam::Create();    // the carrier
+  auto [p1, p2] = TypeParam::Create();  // p2 travels
   // Queued at p2 before it is sent.
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(p1.PostMessage(Value(i)).ok());
 
@@ -176,11 +181,11 @@ TEST(PortTransferTest, TransferAndTalkFromTheReceivingThread) {
   receiver.join();
 }
 
-TEST(PortTransferTest, StartedPortTransferredFromItsOwnHandler) {
+TYPED_TEST(PortTransferTest, StartedPortTransferredFromItsOwnHandler) {
   Watchdog dog("TransferFromHandler", absl::Seconds(60));
   EventLoop loop;
-  auto [a, b] = MessageChannel::Create();
-  auto [p1, p2] = MessageChannel::Create();
+  auto [a, b] = TypeParam::Create();
+  auto [p1, p2] = TypeParam::Create();
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(p1.PostMessage(Value(i)).ok());
   std::vector<int64_t> seen_here;
   Value holder = PortMessage(std::move(p2));
@@ -219,9 +224,9 @@ TEST(PortTransferTest, StartedPortTransferredFromItsOwnHandler) {
   EXPECT_EQ(seen_here.size(), 2u);
 }
 
-TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
-  auto [a, b] = MessageChannel::Create();
-  auto [p1, p2] = MessageChannel::Create();
+TYPED_TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
+  auto [a, b] = TypeParam::Create();
+  auto [p1, p2] = TypeParam::Create();
   Value msg = PortMessage(std::move(p2));
   MessagePort* port = msg["port"]->GetPort();
   auto untouched = [&] {
@@ -240,7 +245,7 @@ TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
     untouched();
   }
   {  // a listed port that is not inside the message
-    auto [q1, q2] = MessageChannel::Create();
+    auto [q1, q2] = TypeParam::Create();
     Transferable list[] = {port, &q2};
     EXPECT_TRUE(IsCloneError(a.PostMessage(msg, list)));
     EXPECT_TRUE(q2.valid());
@@ -263,7 +268,7 @@ TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
     untouched();
   }
   {  // a closed port
-    auto [q1, q2] = MessageChannel::Create();
+    auto [q1, q2] = TypeParam::Create();
     q1.Close();
     Value m2 = PortMessage(std::move(q2));
     Transferable list[] = {m2["port"]->GetPort()};
@@ -272,7 +277,7 @@ TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
     untouched();
   }
   {  // one good port and one bad item: nothing moves
-    auto [q1, q2] = MessageChannel::Create();
+    auto [q1, q2] = TypeParam::Create();
     Value pair = Value::Array(std::move(q2), Buffer::Allocate(8).value());
     Buffer gone = Buffer::Allocate(8).value();
     Buffer sink = std::move(gone);
@@ -302,9 +307,9 @@ TEST(PortTransferTest, DataCloneErrorsAreAllOrNothing) {
   EXPECT_FALSE(b.TryReceive().has_value());
 }
 
-TEST(PortTransferTest, MovePathCarriesPorts) {
-  auto [a, b] = MessageChannel::Create();
-  auto [p1, p2] = MessageChannel::Create();
+TYPED_TEST(PortTransferTest, MovePathCarriesPorts) {
+  auto [a, b] = TypeParam::Create();
+  auto [p1, p2] = TypeParam::Create();
   ASSERT_TRUE(p1.PostMessage(Value(3)).ok());
   ASSERT_TRUE(a.PostMessage(Value(std::move(p2))).ok());
   absl::StatusOr<Value> got = b.Receive(absl::Seconds(10));
@@ -315,12 +320,12 @@ TEST(PortTransferTest, MovePathCarriesPorts) {
   EXPECT_EQ(p1.TryReceive()->AsInt().value(), 4);
 }
 
-TEST(PortTransferTest, FullCarrierGivesThePortBack) {
+TYPED_TEST(PortTransferTest, FullCarrierGivesThePortBack) {
   PortOptions opt;
   opt.capacity = 1;
-  auto [a, b] = MessageChannel::Create(opt);
+  auto [a, b] = TypeParam::Create(opt);
   ASSERT_TRUE(a.PostMessage(Value(0)).ok());
-  auto [p1, p2] = MessageChannel::Create();
+  auto [p1, p2] = TypeParam::Create();
   Value msg = PortMessage(std::move(p2));
   Transferable list[] = {msg["port"]->GetPort()};
   EXPECT_TRUE(absl::IsResourceExhausted(a.PostMessage(msg, list)));
@@ -330,10 +335,10 @@ TEST(PortTransferTest, FullCarrierGivesThePortBack) {
   EXPECT_EQ(back->TryReceive()->AsInt().value(), 9);
 }
 
-TEST(PortTransferTest, UnreceivedPortsCloseWithTheirCarrier) {
-  auto [p1, p2] = MessageChannel::Create();
+TYPED_TEST(PortTransferTest, UnreceivedPortsCloseWithTheirCarrier) {
+  auto [p1, p2] = TypeParam::Create();
   {
-    auto [a, b] = MessageChannel::Create();
+    auto [a, b] = TypeParam::Create();
     ASSERT_TRUE(a.PostMessage(Value::Array(std::move(p2))).ok());
     EXPECT_FALSE(p1.closed());
   }  // b dropped its queue: p2 went with it
@@ -343,14 +348,14 @@ TEST(PortTransferTest, UnreceivedPortsCloseWithTheirCarrier) {
 // Ports passed back and forth between two threads while a third posts to
 // their peer: every message reaches the port's current owner exactly once, in
 // order.
-TEST(PortTransferTest, StressTransferBackAndForthWhileMessagesFlow) {
+TYPED_TEST(PortTransferTest, StressTransferBackAndForthWhileMessagesFlow) {
   Watchdog dog("PortTransferStress", absl::Seconds(240));
-  auto [x1, x2] = MessageChannel::Create();  // between the two owners
+  auto [x1, x2] = TypeParam::Create();  // between the two owners
   PortOptions opt;
   opt.capacity = 256;
   opt.on_full = PortOptions::OnFull::kBlock;
   opt.block_timeout = absl::Milliseconds(5);
-  auto [p1, p2] = MessageChannel::Create(opt);
+  auto [p1, p2] = TypeParam::Create(opt);
 
   std::atomic<bool> stop{false};
   int64_t posted = 0;

@@ -86,10 +86,6 @@ absl::Status ValidateSizes(size_t size, size_t max_size, bool growable) {
     return absl::InvalidArgumentError(Cat("SharedBuffer size ", size, " exceeds the limit of ",
                                           SharedBuffer::kMaxSize, " bytes (2^46)"));
   }
-  if (!growable && size == 0) {
-    return absl::InvalidArgumentError(
-        "SharedBuffer size is 0; give at least 1 byte (or use a growable buffer)");
-  }
   if (growable && max_size == 0) {
     return absl::InvalidArgumentError("SharedBuffer max_size is 0 for a growable buffer");
   }
@@ -400,8 +396,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
     }
     const bool growable = (flags & sync_internal::kSharedBufferGrowable) != 0;
     if (header_size != kHeaderSize || (flags & ~sync_internal::kSharedBufferKnownFlags) != 0 ||
-        max_size > kMaxSize || size > max_size || (!growable && size != max_size) ||
-        (!growable && size == 0)) {
+        max_size > kMaxSize || size > max_size || (!growable && size != max_size)) {
       return absl::DataLossError(Cat(what, " has a corrupt SharedBuffer header (header_size ",
                                      header_size, ", flags ", flags, ", size ", size, ", max_size ",
                                      max_size, ")"));

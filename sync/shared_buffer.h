@@ -42,7 +42,8 @@
 // touching them raises SIGBUS, as an out-of-bounds access should.
 //
 // Layout: every mapping starts with a 64-byte SharedBufferHeader (below) and
-// the data follows at offset 64, so data() is 64-byte aligned. The header
+// the data follows at offset 64, so data() is 64-byte aligned (a buffer of
+// size 0 is just the header). The header
 // carries a magic and a format version, checked on every open: a file from
 // another format version or not a SharedBuffer at all is refused with a
 // clear status, never read as garbage.
@@ -193,7 +194,8 @@ class SharedBuffer {
 
   // --- Anonymous buffers (a memfd) -----------------------------------------
 
-  // A zero-filled buffer of `size` bytes (1..kMaxSize; else InvalidArgument).
+  // A zero-filled buffer of `size` bytes (0..kMaxSize, as JS allows
+  // new SharedArrayBuffer(0); else InvalidArgument).
   // ResourceExhausted/Internal (with strerror) if memfd/ftruncate/mmap fail.
   static absl::StatusOr<SharedBuffer> Create(size_t size);
 

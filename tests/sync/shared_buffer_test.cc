@@ -120,8 +120,7 @@ uint8_t PatternByte(size_t i, unsigned seed) { return static_cast<uint8_t>(i * 3
 
 // ---- Sizes and layout ----
 
-TEST(SharedBufferTest, CreateRejectsZeroAndAbsurdSizes) {
-  EXPECT_CODE(SharedBuffer::Create(0).status(), kInvalidArgument);
+TEST(SharedBufferTest, CreateRejectsAbsurdSizes) {
   EXPECT_CODE(SharedBuffer::Create(SharedBuffer::kMaxSize + 1).status(), kInvalidArgument);
   EXPECT_CODE(SharedBuffer::Create(SIZE_MAX).status(), kInvalidArgument);
   EXPECT_CODE(SharedBuffer::Create(SIZE_MAX - 10).status(), kInvalidArgument);
@@ -130,8 +129,63 @@ TEST(SharedBufferTest, CreateRejectsZeroAndAbsurdSizes) {
   EXPECT_CODE(SharedBuffer::CreateGrowable(1, SharedBuffer::kMaxSize + 1).status(),
               kInvalidArgument);
   EXPECT_CODE(SharedBuffer::CreateGrowable(SIZE_MAX, SIZE_MAX).status(), kInvalidArgument);
-  auto s = SharedBuffer::Create(0).status();
-  EXPECT_NE(s.message().find("size is 0"), std::string_view::npos) << s;
+  auto s = SharedBuffer::Create(SharedBuffer::kMaxSize + 1).status();
+  EXPECT_NE(s.message().find("exceeds the limit"), std::string_view::npos) << s;
+}
+
+// JS allows new SharedArrayBuffer(0): a buffer of no bytes, with views of no
+// elements, that a growable one grows from.
+TEST(SharedBufferTest, ZeroLengthBuffersAreValid) {
+  auto buffer = SharedBuffer::Create(0);
+  ASSERT_OK(buffer.status());
+  EXPECT_TRUE(static_cast<bool>(*buffer));
+  EXPECT_EQ(buffer->size(), 0u);
+  EXPECT_EQ(buffer->max_size(), 0u);
+  EXPECT_FALSE(buffer->growable());
+  ASSERT_NE(buffer->data(), nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer->data()) % 64, 0u);
+  EXPECT_TRUE(buffer->bytes().empty());
+  auto ints = buffer->View<int32_t>();
+  ASSERT_OK(ints.status());
+  EXPECT_TRUE(ints->empty());
+  ASSERT_OK(buffer->View<uint8_t>(0, 0).status());
+  EXPECT_CODE(buffer->View<uint8_t>(0, 1).status(), kOutOfRange);
+  EXPECT_CODE(buffer->View<uint8_t>(1).status(), kOutOfRange);
+  EXPECT_CODE(buffer->Grow(1), kFailedPrecondition);
+  struct stat st;
+  ASSERT_EQ(::fstat(buffer->fd(), &st), 0);
+  EXPECT_EQ(st.st_size, static_cast<off_t>(SharedBuffer::kHeaderSize));  // just the header
+  auto attached = SharedBuffer::FromFd(buffer->fd());
+  ASSERT_OK(attached.status());
+  EXPECT_EQ(attached->size(), 0u);
+  EXPECT_TRUE(attached->View<uint64_t>()->empty());
+
+  // Named, fixed and growable.
+  const std::string name = NewName();
+  ShmCleanup cleanup{name};
+  auto named = SharedBuffer::CreateNamed(name, 0);
+  ASSERT_OK(named.status());
+  EXPECT_EQ(named->size(), 0u);
+  auto opened = SharedBuffer::OpenNamed(name);
+  ASSERT_OK(opened.status());
+  EXPECT_EQ(opened->size(), 0u);
+  EXPECT_TRUE(opened->View<int32_t>()->empty());
+  opened = SharedBuffer();
+  named = SharedBuffer();
+  EXPECT_FALSE(ShmExists(name));
+
+  const std::string grow_name = NewName();
+  ShmCleanup cleanup2{grow_name};
+  auto growable = SharedBuffer::CreateNamed(grow_name, 0, {.max_size = 8192});
+  ASSERT_OK(growable.status());
+  EXPECT_EQ(growable->size(), 0u);
+  auto peer = SharedBuffer::OpenNamed(grow_name);
+  ASSERT_OK(peer.status());
+  EXPECT_EQ(peer->size(), 0u);
+  ASSERT_OK(growable->Grow(100));
+  EXPECT_EQ(peer->size(), 100u);
+  EXPECT_EQ(peer->View<uint32_t>()->size(), 25u);
+  EXPECT_TRUE(AllZero(peer->bytes()));
 }
 
 TEST(SharedBufferTest, CreateIsZeroFilledAlignedAndDescribed) {
@@ -478,7 +532,6 @@ TEST(SharedBufferTest, NamesAreValidated) {
 TEST(SharedBufferTest, CreateNamedRejectsBadSizesWithoutLeavingAName) {
   const std::string name = NewName();
   ShmCleanup cleanup{name};
-  EXPECT_CODE(SharedBuffer::CreateNamed(name, 0).status(), kInvalidArgument);
   EXPECT_CODE(SharedBuffer::CreateNamed(name, SIZE_MAX).status(), kInvalidArgument);
   EXPECT_CODE(SharedBuffer::CreateNamed(name, 100, {.max_size = 50}).status(), kInvalidArgument);
   EXPECT_CODE(

@@ -1,5 +1,53 @@
 #include "wharf/sync/shared_buffer.h"
 
+// How SharedBuffer is built.
+//
+// Anonymous buffers (Create, CreateGrowable) are a memfd
+// (memfd_create(MFD_CLOEXEC | MFD_ALLOW_SEALING)) mapped MAP_SHARED, chosen
+// over MAP_ANONYMOUS because an anonymous mapping cannot be given to a process
+// that was not forked from ours, while a memfd travels by inheritance or
+// SCM_RIGHTS and vanishes with its last fd and mapping (no name to leak). The
+// memfd is sealed against shrinking (F_SEAL_SHRINK), so a peer cannot pull
+// pages from under a mapping (which would raise SIGBUS), and, when not
+// growable, against growing; then F_SEAL_SEAL.
+//
+// Named buffers (CreateNamed, OpenNamed) are POSIX shm objects, /dev/shm/NAME,
+// created and opened by sync/internal/shm_object.h with shm_open(3): O_EXCL
+// and an exact mode (0600 by default, whatever the umask) on create,
+// O_NOFOLLOW plus the owner/mode check on the opened fd on open. (Before, Boost
+// Interprocess's shared_memory_object did the shm_open; it offers no
+// O_NOFOLLOW and adds nothing a check on the fd needs, so the calls are now
+// made directly, and shared with SharedSegment.) The mapping is a raw mmap of
+// that fd, not a boost::interprocess::mapped_region, because a growable buffer
+// must reserve address space past the end of the file (mapped_region maps the
+// file's size), and because one mapping path then serves memfd and named
+// buffers alike.
+//
+// Layout: every mapping starts with the 64-byte SharedBufferHeader and the
+// data follows at offset 64 (kHeaderSize), so data() is 64-byte aligned. The
+// header carries a magic and a format version, checked on every attach (Attach
+// below): a file of another format version, or not a SharedBuffer at all, is
+// refused with a clear status, never read as garbage. It also records the
+// creator's pid and start-time tag, for ReapOrphans.
+//
+// Initialisation protocol: the creator extends the file, writes every other
+// header field, then stores `magic` LAST with release order (A). An opener
+// loads `magic` with acquire (matches A): 0 means "creator still
+// initialising" (it retries until its deadline), kMagic means every other
+// field is valid. `version`, `flags`, `max_size`, `creator_*` and
+// `header_size` never change afterwards; `size` changes only under
+// `grow_mutex`, by Grow(), which extends the file before it release-stores the
+// new size (B); size() loads it with acquire (matches B).
+//
+// Growable buffers reserve kHeaderSize + max_size bytes of address space
+// (MAP_NORESERVE) at creation, while the file holds only header + size()
+// bytes; Grow() extends the file. Bytes past size() are past the end of the
+// file: touching them raises SIGBUS, as an out-of-bounds access should.
+//
+// Zero-length buffers (JS allows new SharedArrayBuffer(0)) are a 64-byte file
+// or memfd holding just the header: data() points one past it, views have no
+// elements, and a growable one grows from there.
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,66 +62,36 @@
 #include <thread>
 #include <utility>
 
-#include <boost/interprocess/exceptions.hpp>
-#include <boost/interprocess/permissions.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
-
-#include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "wharf/sync/internal/errno_status.h"
+#include "wharf/sync/internal/fd_guard.h"
+#include "wharf/sync/internal/shm_object.h"
 #include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/thread_identity.h"
 
 namespace wharf {
 
-namespace bip = boost::interprocess;
 using sync_internal::SharedBufferHeader;
 
 namespace {
 
 using sync_internal::Cat;
+using sync_internal::FdGuard;
 
-// Closes an fd on scope exit unless released.
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
+// How shm_object.h's messages name SharedBuffer and its functions.
+constexpr sync_internal::ShmKind kShmKind{
+    .type = "SharedBuffer",
+    .noun = "shared memory",
+    .create = "SharedBuffer::CreateNamed",
+    .open = "SharedBuffer::OpenNamed",
+    .remove = "SharedBuffer::Unlink",
+    .options = "SharedBuffer::OpenOptions",
+    .max_name_length = SharedBuffer::kMaxNameLength,
 };
 
-
-// The shm_open path for a name; the same rule Boost.Interprocess applies on
-// Linux (a leading slash; the object lives in /dev/shm/NAME).
-std::string ShmPath(std::string_view name) { return Cat("/", name); }
-
 absl::Status ValidateName(std::string_view name) {
-  if (name.empty()) {
-    return absl::InvalidArgumentError("SharedBuffer name is empty");
-  }
-  if (name.size() > SharedBuffer::kMaxNameLength) {
-    return absl::InvalidArgumentError(Cat("SharedBuffer name is ", name.size(),
-                                          " characters long; the limit is ",
-                                          SharedBuffer::kMaxNameLength));
-  }
-  if (name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
-    return absl::InvalidArgumentError(
-        Cat("SharedBuffer name '", absl::CHexEscape(sync_internal::CatArg(name)),
-            "' contains '/' or NUL; use a plain name such as 'myapp_jobs'"));
-  }
-  if (name == "." || name == "..") {
-    return absl::InvalidArgumentError(Cat("SharedBuffer name '", name, "' is reserved"));
-  }
-  return absl::OkStatus();
+  return sync_internal::ValidateShmName(kShmKind, name);
 }
 
 absl::Status ValidateSizes(size_t size, size_t max_size, bool growable) {
@@ -85,10 +103,6 @@ absl::Status ValidateSizes(size_t size, size_t max_size, bool growable) {
   if (size > SharedBuffer::kMaxSize) {
     return absl::InvalidArgumentError(Cat("SharedBuffer size ", size, " exceeds the limit of ",
                                           SharedBuffer::kMaxSize, " bytes (2^46)"));
-  }
-  if (!growable && size == 0) {
-    return absl::InvalidArgumentError(
-        "SharedBuffer size is 0; give at least 1 byte (or use a growable buffer)");
   }
   if (growable && max_size == 0) {
     return absl::InvalidArgumentError("SharedBuffer max_size is 0 for a growable buffer");
@@ -127,16 +141,7 @@ struct SharedBuffer::Mapping {
 
   ~Mapping() {
     if (base != nullptr) ::munmap(base, length);
-    if (unlink_on_close && !name.empty()) {
-      const std::string path = ShmPath(name);
-      const int other = ::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-      if (other >= 0) {
-        struct stat st;
-        const bool same = ::fstat(other, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
-        ::close(other);
-        if (same) ::shm_unlink(path.c_str());
-      }
-    }
+    if (unlink_on_close && !name.empty()) sync_internal::UnlinkShmIfSame(name, dev, ino);
     if (fd >= 0) ::close(fd);
   }
 };
@@ -197,40 +202,34 @@ void InitHeader(std::byte* base, size_t size, size_t max_size, bool growable,
 
 absl::StatusOr<SharedBuffer> SharedBuffer::Create(size_t size) {
   if (absl::Status s = ValidateSizes(size, size, false); !s.ok()) return s;
-  const int raw = ::memfd_create("wharf_shared_buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (raw < 0) return sync_internal::ErrnoStatus("memfd_create", errno);
-  FdGuard fd(raw);
-  if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
-    return sync_internal::ErrnoStatus(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
-  }
-  // A fixed-size buffer: no peer may shrink (SIGBUS for us) or grow it.
-  ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
-  absl::StatusOr<std::byte*> base = MapShared(fd.get(), kHeaderSize + size, "a memfd");
-  if (!base.ok()) return base.status();
-  auto m = std::make_shared<Mapping>();
-  m->base = *base;
-  m->length = kHeaderSize + size;
-  m->fd = fd.release();
-  InitHeader(m->base, size, size, false);
-  return SharedBuffer(std::move(m));
+  return CreateMemfd(size, size, /*growable=*/false);
 }
 
 absl::StatusOr<SharedBuffer> SharedBuffer::CreateGrowable(size_t size, size_t max_size) {
   if (absl::Status s = ValidateSizes(size, max_size, true); !s.ok()) return s;
+  return CreateMemfd(size, max_size, /*growable=*/true);
+}
+
+// Create and CreateGrowable, after their checks.
+absl::StatusOr<SharedBuffer> SharedBuffer::CreateMemfd(size_t size, size_t max_size,
+                                                       bool growable) {
   const int raw = ::memfd_create("wharf_shared_buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (raw < 0) return sync_internal::ErrnoStatus("memfd_create", errno);
   FdGuard fd(raw);
   if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
-    return sync_internal::ErrnoStatus(Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
+    return sync_internal::ErrnoStatus(
+        Cat("ftruncate of a memfd to ", kHeaderSize + size, " bytes"), err);
   }
-  ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL);
+  // No peer may shrink the memfd (SIGBUS for us), nor grow a fixed-size one.
+  ::fcntl(fd.get(), F_ADD_SEALS,
+          F_SEAL_SHRINK | (growable ? 0 : F_SEAL_GROW) | F_SEAL_SEAL);
   absl::StatusOr<std::byte*> base = MapShared(fd.get(), kHeaderSize + max_size, "a memfd");
   if (!base.ok()) return base.status();
   auto m = std::make_shared<Mapping>();
   m->base = *base;
   m->length = kHeaderSize + max_size;
   m->fd = fd.release();
-  InitHeader(m->base, size, max_size, true);
+  InitHeader(m->base, size, max_size, growable);
   return SharedBuffer(std::move(m));
 }
 
@@ -242,42 +241,18 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
   if (absl::Status s = ValidateSizes(size, max_size, growable); !s.ok()) {
     return absl::Status(s.code(), Cat(s.message(), " (creating '", name, "')"));
   }
-  const std::string name_str(name);
-  int raw = -1;
-  try {
-    bip::shared_memory_object shm(bip::create_only, name_str.c_str(), bip::read_write,
-                                  bip::permissions(options.mode));
-    raw = ::fcntl(shm.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
-    if (raw < 0) {
-      const int err = errno;
-      bip::shared_memory_object::remove(name_str.c_str());
-      return sync_internal::ErrnoStatus(Cat("dup of the fd of shared memory '", name, "'"), err);
-    }
-  } catch (const bip::interprocess_exception& e) {
-    switch (e.get_error_code()) {
-      case bip::already_exists_error:
-        return absl::AlreadyExistsError(Cat(
-            "shared memory '", name, "' already exists (/dev/shm/", name,
-            "): open it with OpenNamed, or remove it with SharedBuffer::Unlink if it is stale"));
-      case bip::security_error:
-        return absl::PermissionDeniedError(Cat("creating shared memory '", name, "': ", e.what()));
-      default:
-        if (e.get_native_error() == 0) {
-          return absl::InternalError(Cat("creating shared memory '", name, "': ", e.what()));
-        }
-        return sync_internal::ErrnoStatus(Cat("creating shared memory '", name, "'"), e.get_native_error());
-    }
-  } catch (const std::exception& e) {
-    return absl::InternalError(Cat("creating shared memory '", name, "': ", e.what()));
+  if (absl::Status s = sync_internal::ValidateCreateMode(kShmKind, name, options.mode); !s.ok()) {
+    return s;
   }
-  FdGuard fd(raw);
-  // From here on, any failure removes the name we created.
+  struct stat st;
+  absl::StatusOr<int> created = sync_internal::CreateShm(kShmKind, name, options.mode, &st);
+  if (!created.ok()) return created.status();
+  FdGuard fd(*created);
+  // From here on, any failure removes the name we created (and only that).
   auto fail = [&](absl::Status s) {
-    ::shm_unlink(ShmPath(name).c_str());
+    sync_internal::UnlinkShmIfSame(name, st.st_dev, st.st_ino);
     return s;
   };
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return fail(sync_internal::ErrnoStatus("fstat", errno));
   if (int err = Truncate(fd.get(), kHeaderSize + size); err != 0) {
     return fail(sync_internal::ErrnoStatus(
         Cat("ftruncate of shared memory '", name, "' to ", kHeaderSize + size, " bytes"), err));
@@ -289,7 +264,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
   m->base = *base;
   m->length = kHeaderSize + max_size;
   m->fd = fd.release();
-  m->name = name_str;
+  m->name = std::string(name);
   m->unlink_on_close = options.unlink_on_close;
   m->dev = st.st_dev;
   m->ino = st.st_ino;
@@ -299,32 +274,14 @@ absl::StatusOr<SharedBuffer> SharedBuffer::CreateNamed(std::string_view name, si
 
 absl::StatusOr<SharedBuffer> SharedBuffer::OpenNamed(std::string_view name, OpenOptions options) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
-  const std::string name_str(name);
-  int raw = -1;
-  try {
-    bip::shared_memory_object shm(bip::open_only, name_str.c_str(), bip::read_write);
-    raw = ::fcntl(shm.get_mapping_handle().handle, F_DUPFD_CLOEXEC, 0);
-    if (raw < 0) {
-      return sync_internal::ErrnoStatus(Cat("dup of the fd of shared memory '", name, "'"), errno);
-    }
-  } catch (const bip::interprocess_exception& e) {
-    switch (e.get_error_code()) {
-      case bip::not_found_error:
-        return absl::NotFoundError(Cat(
-            "no shared memory named '", name, "' (/dev/shm/", name,
-            "): was it created with SharedBuffer::CreateNamed, and is its creator still alive?"));
-      case bip::security_error:
-        return absl::PermissionDeniedError(Cat("opening shared memory '", name, "': ", e.what()));
-      default:
-        if (e.get_native_error() == 0) {
-          return absl::InternalError(Cat("opening shared memory '", name, "': ", e.what()));
-        }
-        return sync_internal::ErrnoStatus(Cat("opening shared memory '", name, "'"), e.get_native_error());
-    }
-  } catch (const std::exception& e) {
-    return absl::InternalError(Cat("opening shared memory '", name, "': ", e.what()));
-  }
-  return Attach(raw, name_str, absl::Now() + options.init_timeout,
+  // The owner/mode check is made on the fd that Attach maps (shm_object.h).
+  struct stat st;
+  absl::StatusOr<int> fd = sync_internal::OpenShm(
+      kShmKind, name,
+      {.allowed_owner = options.allowed_owner, .allowed_group_bits = options.allowed_group_bits},
+      &st);
+  if (!fd.ok()) return fd.status();
+  return Attach(*fd, std::string(name), absl::Now() + options.init_timeout,
                 Cat("shared memory '", name, "'"));
 }
 
@@ -400,8 +357,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
     }
     const bool growable = (flags & sync_internal::kSharedBufferGrowable) != 0;
     if (header_size != kHeaderSize || (flags & ~sync_internal::kSharedBufferKnownFlags) != 0 ||
-        max_size > kMaxSize || size > max_size || (!growable && size != max_size) ||
-        (!growable && size == 0)) {
+        max_size > kMaxSize || size > max_size || (!growable && size != max_size)) {
       return absl::DataLossError(Cat(what, " has a corrupt SharedBuffer header (header_size ",
                                      header_size, ", flags ", flags, ", size ", size, ", max_size ",
                                      max_size, ")"));
@@ -429,12 +385,7 @@ absl::StatusOr<SharedBuffer> SharedBuffer::Attach(int raw_fd, std::string name, 
 
 absl::Status SharedBuffer::Unlink(std::string_view name) {
   if (absl::Status s = ValidateName(name); !s.ok()) return s;
-  if (::shm_unlink(ShmPath(name).c_str()) == 0) return absl::OkStatus();
-  const int err = errno;
-  if (err == ENOENT) {
-    return absl::NotFoundError(Cat("SharedBuffer::Unlink: no shared memory named '", name, "'"));
-  }
-  return sync_internal::ErrnoStatus(Cat("SharedBuffer::Unlink('", name, "')"), err);
+  return sync_internal::UnlinkShm(kShmKind, name);
 }
 
 absl::StatusOr<int> SharedBuffer::ReapOrphans(std::string_view prefix) {
@@ -480,7 +431,7 @@ absl::StatusOr<int> SharedBuffer::ReapOrphans(std::string_view prefix) {
     if (::stat(path.c_str(), &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
       continue;
     }
-    if (::shm_unlink(ShmPath(name).c_str()) == 0) ++reaped;
+    if (::shm_unlink(sync_internal::ShmPath(name).c_str()) == 0) ++reaped;
   }
   ::closedir(dir);
   return reaped;

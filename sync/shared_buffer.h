@@ -8,68 +8,55 @@
 //   auto named = wharf::SharedBuffer::CreateNamed("jobs", 1 << 20);  // unrelated processes
 //   auto other = wharf::SharedBuffer::OpenNamed("jobs");             // ...in another process
 //
-// A SharedBuffer is a ref-counted handle: copying it shares the same mapping,
-// and the mapping is unmapped (and its fd closed) when the last handle in this
-// process goes away. Pointers and spans into the buffer stay valid exactly as
-// long as some handle lives — keep one alongside them.
+// Use Create / CreateGrowable for threads and for child processes you hand
+// fd() to (inherited, or over a unix socket with SCM_RIGHTS; they attach with
+// FromFd): the memory vanishes with its last fd and mapping, with no name to
+// leak. Use CreateNamed / OpenNamed (/dev/shm/NAME) for unrelated processes.
+// For named objects and containers, use SharedSegment.
 //
-// Kinds:
-//  - Create / CreateGrowable: anonymous, a memfd (memfd_create(MFD_CLOEXEC))
-//    mapped MAP_SHARED. fd() can be handed to a spawned child (inherited, or
-//    sent over a unix socket with SCM_RIGHTS) which attaches with FromFd. The
-//    memory vanishes with its last fd and mapping: there is no name to leak.
-//    The memfd is sealed against shrinking (F_SEAL_SHRINK) so a peer cannot
-//    pull pages from under a mapping (which would raise SIGBUS), and, when not
-//    growable, against growing.
-//  - CreateNamed / OpenNamed: a POSIX shared-memory object (/dev/shm/NAME)
-//    made with Boost.Interprocess's shared_memory_object, mode 0600 regardless
-//    of the umask. Boost creates/opens the name (O_EXCL, permissions, its
-//    error codes); the mapping itself is a raw mmap of a dup of its fd, not a
-//    boost::interprocess::mapped_region, because a growable buffer must
-//    reserve address space past the end of the file (mapped_region maps the
-//    file's size), and because one mapping path then serves memfd and named
-//    buffers alike. Named objects survive their creator unless removed: by
-//    default the creator removes the name when its last handle goes
-//    (NamedOptions::unlink_on_close); processes that already opened it keep
-//    their mapping, as with unlink(2).
+// A SharedBuffer is a ref-counted handle: copies share one mapping, which is
+// unmapped (and its fd closed) when the last handle in this process goes.
+// Pointers and spans into the buffer are valid while some handle lives. data()
+// is 64-byte aligned; size 0 is allowed. A growable buffer (JS maxByteLength
+// and grow()) never moves: spans taken before a Grow stay valid, new bytes
+// read as zero, and every handle in every process sees the new size().
 //
-// Growable buffers (JS `new SharedArrayBuffer(n, {maxByteLength})` and
-// `grow()`): max_size bytes of address space are reserved at creation, the
-// file holds only header + size() bytes, and Grow() extends it. The address
-// never moves, so spans taken before a Grow stay valid; new bytes read as
-// zero; every handle, in every process, sees the new size() at once (it lives
-// in the shared header). Bytes past size() are past the end of the file:
-// touching them raises SIGBUS, as an out-of-bounds access should.
-//
-// Layout: every mapping starts with a 64-byte SharedBufferHeader (below) and
-// the data follows at offset 64, so data() is 64-byte aligned. The header
-// carries a magic and a format version, checked on every open: a file from
-// another format version or not a SharedBuffer at all is refused with a
-// clear status, never read as garbage.
+// Trust: OpenNamed refuses (PermissionDenied) a name whose owner is not the
+// caller's effective uid or whose mode gives any group or other access — a
+// local user who created the name first would otherwise control the memory
+// you map — and never follows a symlink. The check is made on the opened fd,
+// the object that is mapped. OpenOptions allows one other owner uid and group
+// access for deliberate sharing between users. CreateNamed makes names 0600
+// whatever the umask.
 //
 // Thread-safety: handles may be copied, assigned and destroyed concurrently
-// from any thread (std::shared_ptr semantics: distinct handle objects, or
-// const access to one). All const methods and Grow() may be called
-// concurrently on one handle. The bytes themselves are plain memory, as in
-// JS: synchronise access with atomics (wharf/sync/atomics.h) or a lock placed
-// in the buffer (wharf/sync/mutex.h).
+// from any thread (std::shared_ptr semantics); const methods and Grow() may be
+// called concurrently on one handle. The bytes are plain memory, as in JS:
+// synchronise them with atomics (wharf/sync/atomics.h) or a lock placed in the
+// buffer (wharf/sync/mutex.h).
 //
 // Memory ordering: Grow() publishes the new size with a release store after
-// the file has been extended; size() is an acquire load, so a thread (in any
+// extending the file, and size() is an acquire load: a thread (in any
 // process) that reads size() >= n may touch bytes below n. Nothing else is
 // ordered by SharedBuffer.
 //
+// Blocking: OpenNamed waits up to OpenOptions::init_timeout for a creator
+// still initialising; Grow waits for a concurrent Grow; ReapOrphans reads
+// files. Nothing else blocks.
+//
 // Errors: absl::Status, never an exception or a crash on bad input. Bad
 // arguments are InvalidArgument/OutOfRange; a missing name NotFound; a taken
-// name AlreadyExists; a buffer its creator has not finished initialising
+// name AlreadyExists; an untrusted owner or mode, or a symlink,
+// PermissionDenied; a buffer its creator has not finished initialising
 // Unavailable; a file of another format FailedPrecondition; a truncated or
 // corrupt one DataLoss; out of memory/space ResourceExhausted; other system
 // failures Internal with strerror.
 //
 // Limits: a named buffer whose creator is SIGKILLed stays in /dev/shm until
-// someone calls Unlink or ReapOrphans (the header records the creator's pid
-// and start time for it). Buffers are at most kMaxSize (64 TiB) bytes. All processes
-// must run the same SharedBuffer format version.
+// someone calls Unlink or ReapOrphans. At most kMaxSize (64 TiB) bytes.
+// Touching bytes past size() of a growable buffer raises SIGBUS. All
+// processes must run the same SharedBuffer format version (checked). How it
+// is built (memfd seals, the header protocol): sync/shared_buffer.cc.
 
 #ifndef WHARF_SYNC_SHARED_BUFFER_H_
 #define WHARF_SYNC_SHARED_BUFFER_H_
@@ -80,6 +67,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -94,19 +82,13 @@ namespace wharf {
 
 namespace sync_internal {
 
-// The first 64 bytes of every SharedBuffer mapping. It lives in shared memory
-// and is read by other processes, possibly built from another version of this
-// code: plain data only (fixed-width fields, no pointers), and any change of
-// layout or meaning bumps SharedBuffer::kVersion.
-//
-// Initialisation protocol: the creator extends the file, writes every other
-// field, then stores `magic` LAST with release order (A). An opener loads
-// `magic` with acquire (matches A): 0 means "creator still initialising" (it
-// retries for a bounded time), kMagic means every other field is valid.
-// `version`, `flags`, `max_size`, `creator_*` and `header_size` never change
-// afterwards; `size` changes only under `grow_mutex`, by Grow().
+// The first 64 bytes of every SharedBuffer mapping; the data follows. It is
+// read by other processes, possibly built from another version of this code:
+// plain data only, and any change of layout or meaning bumps
+// SharedBuffer::kVersion. Its initialisation protocol (A, B below) is
+// described in sync/shared_buffer.cc.
 struct SharedBufferHeader {
-  std::atomic<uint64_t> magic;  // 0: initialising; SharedBuffer::kMagic: ready
+  std::atomic<uint64_t> magic;  // 0: initialising; SharedBuffer::kMagic: ready (A)
   uint32_t version;             // SharedBuffer::kVersion of the creator
   uint32_t flags;               // kSharedBufferGrowable
   std::atomic<uint64_t> size;   // current data bytes; release-stored by Grow (B)
@@ -159,7 +141,9 @@ struct SharedBufferNamedOptions {
   // 0: not growable (max_size() == size()). Otherwise the buffer is growable
   // up to this many data bytes (>= size, <= kMaxSize).
   size_t max_size = 0;
-  // Permission bits of the name (the umask is not applied).
+  // Permission bits of the name (the umask is not applied): owner and group
+  // bits only (InvalidArgument otherwise). A group bit makes OpenNamed refuse
+  // the name unless the opener allows it (OpenOptions::allowed_group_bits).
   mode_t mode = 0600;
 };
 
@@ -168,6 +152,14 @@ struct SharedBufferOpenOptions {
   // How long to wait for a creator that is still initialising the buffer
   // (file empty or magic 0) before giving up with Unavailable.
   absl::Duration init_timeout = absl::Seconds(1);
+  // Deliberate sharing between users. By default only a name owned by the
+  // caller's effective uid, with no group or other permission bits, opens.
+  // Also accept a name owned by this uid:
+  std::optional<uid_t> allowed_owner = std::nullopt;
+  // Also accept these group permission bits (within 070, e.g. 060 for a
+  // buffer shared read-write with the file's group). Bits for other users are
+  // never accepted: any other bit here is InvalidArgument.
+  mode_t allowed_group_bits = 0;
 };
 
 class SharedBuffer {
@@ -193,7 +185,7 @@ class SharedBuffer {
 
   // --- Anonymous buffers (a memfd) -----------------------------------------
 
-  // A zero-filled buffer of `size` bytes (1..kMaxSize; else InvalidArgument).
+  // A zero-filled buffer of `size` bytes (0..kMaxSize; else InvalidArgument).
   // ResourceExhausted/Internal (with strerror) if memfd/ftruncate/mmap fail.
   static absl::StatusOr<SharedBuffer> Create(size_t size);
 
@@ -210,17 +202,21 @@ class SharedBuffer {
 
   // --- Named buffers (/dev/shm/NAME) ---------------------------------------
 
-  // Creates /dev/shm/`name` holding a zero-filled buffer of `size` bytes.
-  // Names: 1..kMaxNameLength chars, no '/' or NUL, not "." or ".." (else
-  // InvalidArgument). AlreadyExists if the name is taken; PermissionDenied,
+  // Creates /dev/shm/`name` holding a zero-filled buffer of `size` bytes
+  // (0..kMaxSize), mode options.mode (0600). Names: 1..kMaxNameLength chars,
+  // no '/' or NUL, not "." or ".." (else InvalidArgument). AlreadyExists if
+  // the name is taken (also by a symlink); PermissionDenied,
   // ResourceExhausted, Internal for system failures (the name is removed
   // again on any failure after it was created).
   static absl::StatusOr<SharedBuffer> CreateNamed(std::string_view name, size_t size,
                                                   NamedOptions options = {});
 
   // Opens a named buffer made by CreateNamed (in any process). NotFound if no
-  // such name. Blocks up to options.init_timeout while the creator is still
-  // initialising it, then Unavailable. Other header errors as FromFd.
+  // such name; PermissionDenied if it is a symlink or its owner or mode is
+  // not trusted (see "Trust" above; the message names the owner found, the
+  // uid expected and the mode). Blocks up to options.init_timeout while the
+  // creator is still initialising it, then Unavailable. Other header errors
+  // as FromFd.
   static absl::StatusOr<SharedBuffer> OpenNamed(std::string_view name, OpenOptions options = {});
 
   // Removes the name (existing mappings stay valid). NotFound if absent,
@@ -301,6 +297,7 @@ class SharedBuffer {
   struct Mapping;
   explicit SharedBuffer(std::shared_ptr<Mapping> mapping);
 
+  static absl::StatusOr<SharedBuffer> CreateMemfd(size_t size, size_t max_size, bool growable);
   static absl::StatusOr<SharedBuffer> Attach(int fd, std::string name, absl::Time deadline,
                                              std::string_view what);
 

@@ -1,6 +1,6 @@
 // SharedSegment: a named shared-memory heap of named objects — the C++ answer
-// to Python's SharedMemoryManager / ShareableList — wrapping
-// Boost.Interprocess's managed_shared_memory with absl::Status errors.
+// to Python's SharedMemoryManager / ShareableList — over Boost.Interprocess's
+// segment manager, with absl::Status errors.
 //
 //   auto seg = wharf::SharedSegment::Create("jobs", 1 << 20).value();
 //   auto* counter = seg.Construct<std::atomic<int64_t>>("counter", 0).value();
@@ -21,17 +21,25 @@
 // Allocator<T>, and wharf::Mutex, which is robust and fine in shared memory).
 // The segment is mapped at a different address in each process.
 //
-// Thread-safety: a SharedSegment handle is move-only; its methods may be
-// called concurrently from several threads and processes — Boost serialises
+// Trust: as SharedBuffer::OpenNamed, Open refuses (PermissionDenied) a
+// segment not owned by the caller's effective uid, or whose mode gives any
+// group or other access, or a symlink; the check is on the opened fd, before
+// anything in it is read. OpenOptions allows another owner and group access
+// for deliberate sharing. Create makes segments 0600 whatever the umask.
+//
+// Thread-safety: a handle is move-only; its methods may be called
+// concurrently from several threads and processes — Boost serialises
 // allocation and the name index with a process-shared mutex inside the
-// segment. The objects themselves are not protected: synchronise them
-// yourself (atomics, a wharf::Mutex inside the object).
+// segment (Construct, Find, FindOrConstruct, Destroy block on it). The
+// objects themselves are not protected: synchronise them yourself.
 // Memory ordering: an object constructed by Construct() is fully constructed
-// before Find() in any process can return it (both hold Boost's segment lock).
+// before Find() in any process can return it (both hold the segment lock).
+// Open blocks up to OpenOptions::init_timeout for a creator still building it.
 //
 // Errors: absl::Status; Boost exceptions never escape. InvalidArgument for
 // bad names/sizes and for shared memory that is not a Wharf segment;
 // NotFound for a missing segment or object; AlreadyExists for a taken name;
+// PermissionDenied for an untrusted owner or mode, or a symlink;
 // ResourceExhausted when the segment is full; FailedPrecondition for a
 // segment of another Wharf format or Boost version, or an object of another
 // size than the requested type; Unavailable for a segment its creator has not
@@ -39,7 +47,7 @@
 // handles give FailedPrecondition.
 //
 // Limits — read before use:
-//  - Boost's segment mutex is NOT robust: a process SIGKILLed inside
+//  - The segment lock is NOT robust: a process SIGKILLed inside
 //    Construct / FindOrConstruct / Destroy, or while a container in the
 //    segment allocates, leaves it locked, and every later allocation or
 //    lookup in that segment blocks forever. Don't kill processes that may be
@@ -48,19 +56,24 @@
 //    creator dies; the handle's destructor only unmaps.
 //  - Find<T>/Destroy<T> check the stored object's size against sizeof(T),
 //    not its type: asking for another type of the same size is undetected.
-//  - Open trusts Boost's layout once Boost's own "initialised" word is set
-//    and the Wharf info object is found; all processes must be built with
-//    the same Boost version (checked) and Wharf format (checked).
-//  - T's constructor and destructor run under Boost's segment lock: they may
+//  - Open trusts Boost's layout (managed_shared_memory's) once its
+//    "initialised" word is set and the Wharf record is found; all processes
+//    must be built with the same Boost version (checked) and Wharf format
+//    (checked).
+//  - T's constructor and destructor run under the segment lock: they may
 //    allocate from the segment (the lock is recursive) but must not wait for
 //    another process that needs the segment.
+// How it is built, and why it maps the file itself: sync/shared_segment.cc.
 
 #ifndef WHARF_SYNC_SHARED_SEGMENT_H_
 #define WHARF_SYNC_SHARED_SEGMENT_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -80,6 +93,14 @@ struct SharedSegmentOpenOptions {
   // How long to wait for a creator that is still initialising the segment
   // before giving up with Unavailable.
   absl::Duration init_timeout = absl::Seconds(1);
+  // Deliberate sharing between users. By default only a segment owned by the
+  // caller's effective uid, with no group or other permission bits, opens.
+  // Also accept a segment owned by this uid:
+  std::optional<uid_t> allowed_owner = std::nullopt;
+  // Also accept these group permission bits (within 070, e.g. 060 for a
+  // segment shared read-write with the file's group). Bits for other users
+  // are never accepted: any other bit here is InvalidArgument.
+  mode_t allowed_group_bits = 0;
 };
 
 class SharedSegment {
@@ -100,12 +121,15 @@ class SharedSegment {
 
   // Creates /dev/shm/`name` (mode 0600) with `size` bytes (kMinSize..kMaxSize;
   // Boost's bookkeeping takes a few hundred of them). Names as SharedBuffer:
-  // 1..kMaxNameLength chars, no '/' or NUL. AlreadyExists if taken;
-  // ResourceExhausted/Internal on system failure (the name is then removed).
+  // 1..kMaxNameLength chars, no '/' or NUL. AlreadyExists if taken (also by a
+  // symlink); ResourceExhausted/Internal on system failure (the name is then
+  // removed).
   static absl::StatusOr<SharedSegment> Create(std::string_view name, size_t size);
 
-  // Opens an existing segment. NotFound if absent. Blocks up to
-  // options.init_timeout while its creator is still initialising it, then
+  // Opens an existing segment. NotFound if absent; PermissionDenied if it is a
+  // symlink or its owner or mode is not trusted (see "Trust" above; the
+  // message names the owner found, the uid expected and the mode). Blocks up
+  // to options.init_timeout while its creator is still initialising it, then
   // Unavailable; DataLoss if corrupt; InvalidArgument if not a Wharf
   // segment; FailedPrecondition if of another Wharf format or Boost version.
   static absl::StatusOr<SharedSegment> Open(std::string_view name, OpenOptions options = {});
@@ -134,7 +158,7 @@ class SharedSegment {
     if (absl::Status s = CheckObjectName(object_name); !s.ok()) return s;
     const std::string key(object_name);
     try {
-      return segment_->construct<T>(key.c_str())(std::forward<Args>(args)...);
+      return manager_->construct<T>(key.c_str())(std::forward<Args>(args)...);
     } catch (...) {
       return CurrentExceptionToStatus("Construct", object_name, sizeof(T));
     }
@@ -160,7 +184,7 @@ class SharedSegment {
     if (!absl::IsNotFound(p.status())) return p.status();
     const std::string key(object_name);
     try {
-      return segment_->find_or_construct<T>(key.c_str())(std::forward<Args>(args)...);
+      return manager_->find_or_construct<T>(key.c_str())(std::forward<Args>(args)...);
     } catch (...) {
       return CurrentExceptionToStatus("FindOrConstruct", object_name, sizeof(T));
     }
@@ -175,7 +199,7 @@ class SharedSegment {
     if (!p.ok()) return p.status();
     const std::string key(object_name);
     try {
-      if (!segment_->destroy<T>(key.c_str())) return NotFoundStatus(object_name);
+      if (!manager_->destroy<T>(key.c_str())) return NotFoundStatus(object_name);
       return absl::OkStatus();
     } catch (...) {
       return CurrentExceptionToStatus("Destroy", object_name, sizeof(T));
@@ -197,11 +221,12 @@ class SharedSegment {
   size_t free_memory() const;  // bytes still free for objects
   const std::string& name() const { return name_; }
   bool created() const { return created_; }  // this call created it (OpenOrCreate)
-  explicit operator bool() const { return segment_ != nullptr; }
+  explicit operator bool() const { return manager_ != nullptr; }
 
  private:
-  SharedSegment(std::unique_ptr<boost::interprocess::managed_shared_memory> segment,
-                std::string name, bool created);
+  struct Mapping;  // the mmap of the segment's file (shared_segment.cc)
+  SharedSegment(std::unique_ptr<Mapping> mapping, SegmentManager* manager, std::string name,
+                bool created);
 
   template <class T>
   static constexpr void CheckType() {
@@ -220,7 +245,8 @@ class SharedSegment {
   absl::Status CurrentExceptionToStatus(std::string_view op, std::string_view object_name,
                                         size_t bytes) const;
 
-  std::unique_ptr<boost::interprocess::managed_shared_memory> segment_;
+  std::unique_ptr<Mapping> mapping_;
+  SegmentManager* manager_ = nullptr;  // in *mapping_'s memory
   std::string name_;
   bool created_ = false;
 };

@@ -415,10 +415,124 @@ TEST(SharedSegmentTest, OpenRefusesForeignAndBrokenObjects) {
   {  // a plain Boost segment has no Wharf record
     const std::string name = NewName();
     ShmCleanup cleanup{name};
-    { bip::managed_shared_memory plain(bip::create_only, name.c_str(), kSize); }
+    {
+      bip::managed_shared_memory plain(bip::create_only, name.c_str(), kSize, nullptr,
+                                       bip::permissions(0600));
+    }
     auto s = SharedSegment::Open(name, quick).status();
     EXPECT_CODE(s, kInvalidArgument);
     EXPECT_TRUE(HasText(s, "no Wharf record")) << s;
+  }
+  {  // Boost's default permissions (0644) let every user read it
+    const std::string name = NewName();
+    ShmCleanup cleanup{name};
+    { bip::managed_shared_memory plain(bip::create_only, name.c_str(), kSize); }
+    auto s = SharedSegment::Open(name, quick).status();
+    EXPECT_CODE(s, kPermissionDenied);
+    EXPECT_TRUE(HasText(s, "mode 0644")) << s;
+  }
+}
+
+// The layout is managed_shared_memory's: plain Boost (same version) opens a
+// Wharf segment and finds its objects, and allocates in it.
+TEST(SharedSegmentTest, PlainBoostOpensAWharfSegment) {
+  Watchdog dog("plain Boost open", absl::Seconds(30));  // Boost's open spins without bound
+  const std::string name = NewName();
+  ShmCleanup cleanup{name};
+  auto seg = SharedSegment::Create(name, kSize);
+  ASSERT_OK(seg.status());
+  ASSERT_OK(seg->Construct<int64_t>("x", int64_t{1234}).status());
+  bip::managed_shared_memory plain(bip::open_only, name.c_str());
+  EXPECT_EQ(plain.get_size(), kSize);
+  auto found = plain.find<int64_t>("x");
+  ASSERT_NE(found.first, nullptr);
+  EXPECT_EQ(*found.first, 1234);
+  plain.construct<int32_t>("from_boost")(7);
+  EXPECT_EQ(*seg->Find<int32_t>("from_boost").value(), 7);
+  EXPECT_EQ(plain.get_free_memory(), seg->free_memory());
+}
+
+// ---- Trust: who made the name, and who else may write it ----
+
+std::string ShmFile(const std::string& name) { return "/dev/shm/" + name; }
+
+TEST(SharedSegmentTest, OpenRefusesGroupOrOtherAccessUnlessAllowed) {
+  const std::string name = NewName();
+  ShmCleanup cleanup{name};
+  auto seg = SharedSegment::Create(name, kSize);
+  ASSERT_OK(seg.status());
+  ASSERT_OK(seg->Construct<int>("x", 9).status());
+  for (mode_t mode : {0666, 0660, 0640, 0604, 0602}) {
+    ASSERT_EQ(::chmod(ShmFile(name).c_str(), mode), 0);
+    auto s = SharedSegment::Open(name).status();
+    EXPECT_CODE(s, kPermissionDenied);
+    EXPECT_TRUE(HasText(s, name)) << s;
+    char octal[8];
+    std::snprintf(octal, sizeof(octal), "0%o", mode);
+    EXPECT_TRUE(HasText(s, std::string("mode ") + octal)) << s;
+    EXPECT_CODE(SharedSegment::OpenOrCreate(name, kSize).status(), kPermissionDenied);
+  }
+  ASSERT_EQ(::chmod(ShmFile(name).c_str(), 0660), 0);
+  auto shared = SharedSegment::Open(name, {.allowed_group_bits = 060});
+  ASSERT_OK(shared.status());
+  EXPECT_EQ(*shared->Find<int>("x").value(), 9);
+  ASSERT_OK(SharedSegment::OpenOrCreate(name, kSize, {.allowed_group_bits = 060}).status());
+  ASSERT_EQ(::chmod(ShmFile(name).c_str(), 0666), 0);
+  EXPECT_CODE(SharedSegment::Open(name, {.allowed_group_bits = 060}).status(), kPermissionDenied);
+  EXPECT_CODE(SharedSegment::Open(name, {.allowed_group_bits = 06}).status(), kInvalidArgument);
+  ASSERT_EQ(::chmod(ShmFile(name).c_str(), 0600), 0);
+  ASSERT_OK(SharedSegment::Open(name).status());
+}
+
+TEST(SharedSegmentTest, OpenNeverFollowsASymlink) {
+  const std::string real = NewName(), link = NewName();
+  ShmCleanup c1{real}, c2{link};
+  auto seg = SharedSegment::Create(real, kSize);
+  ASSERT_OK(seg.status());
+  ASSERT_EQ(::symlink(ShmFile(real).c_str(), ShmFile(link).c_str()), 0) << std::strerror(errno);
+  auto s = SharedSegment::Open(link).status();
+  EXPECT_CODE(s, kPermissionDenied);
+  EXPECT_TRUE(HasText(s, "symbolic link")) << s;
+  EXPECT_CODE(SharedSegment::Create(link, kSize).status(), kAlreadyExists);
+  EXPECT_CODE(SharedSegment::OpenOrCreate(link, kSize).status(), kPermissionDenied);
+  ASSERT_OK(SharedSegment::Remove(link));
+  ASSERT_OK(SharedSegment::Open(real).status());
+}
+
+// ---- Segments owned by another user (needs root outside Bazel's sandbox) ----
+// See shared_buffer_test.cc: these run in //tests/sync:shared_segment_owner_test.
+
+TEST(SharedSegmentOwnerTest, OpenRefusesASegmentOwnedByAnotherUser) {
+  const std::string name = NewName();
+  ShmCleanup cleanup{name};
+  auto seg = SharedSegment::Create(name, kSize);
+  ASSERT_OK(seg.status());
+  ASSERT_OK(seg->Construct<int>("x", 5).status());
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown a /dev/shm name to another uid";
+  if (::chown(ShmFile(name).c_str(), 65534, 65534) != 0) {
+    GTEST_SKIP() << "chown to uid 65534 failed (" << std::strerror(errno)
+                 << "): a user namespace that maps no other uid, such as Bazel's "
+                    "linux-sandbox; run //tests/sync:shared_segment_owner_test";
+  }
+  auto s = SharedSegment::Open(name).status();
+  EXPECT_CODE(s, kPermissionDenied);
+  EXPECT_TRUE(HasText(s, "owned by uid 65534")) << s;
+  EXPECT_TRUE(HasText(s, "expected uid 0")) << s;
+  EXPECT_TRUE(HasText(s, "mode 0600")) << s;
+  EXPECT_TRUE(HasText(s, "SharedSegment::OpenOptions::allowed_owner = 65534")) << s;
+  EXPECT_CODE(SharedSegment::OpenOrCreate(name, kSize).status(), kPermissionDenied);
+  auto shared = SharedSegment::Open(name, {.allowed_owner = 65534});
+  ASSERT_OK(shared.status());
+  EXPECT_EQ(*shared->Find<int>("x").value(), 5);
+  ASSERT_EQ(::chmod(ShmFile(name).c_str(), 0640), 0);
+  EXPECT_CODE(SharedSegment::Open(name, {.allowed_owner = 65534}).status(), kPermissionDenied);
+  ASSERT_OK(
+      SharedSegment::Open(name, {.allowed_owner = 65534, .allowed_group_bits = 040}).status());
+}
+
+TEST(SharedSegmentOwnerTest, ZzNoShmEntriesLeftBehind) {
+  for (const std::string& n : testing::ShmLeftovers()) {
+    ADD_FAILURE() << "left behind: /dev/shm/" << n;
   }
 }
 

@@ -48,12 +48,7 @@ struct PortEndpoint final : LoopSource {
   bool Deliver() override;
   int ArmSleep(std::span<FutexWaitEntry> out) override;
   void DisarmSleep(int woken) override;
-  void LoopGone() override {
-    core->transport.AttachLoop(side, nullptr);
-    loop = nullptr;
-    ref.Abandon();
-    std::shared_ptr<PortCore> dropped = std::move(keep);
-  }
+  void LoopGone() override;
 
   bool WantsRef() const { return loop != nullptr && on_message && want_ref && !close_fired; }
   void UpdateRef() {
@@ -111,6 +106,13 @@ int PortEndpoint::ArmSleep(std::span<FutexWaitEntry> out) {
 }
 
 void PortEndpoint::DisarmSleep(int woken) { core->transport.DisarmSleep(side, woken); }
+
+void PortEndpoint::LoopGone() {
+  core->transport.AttachLoop(side, nullptr);
+  loop = nullptr;
+  ref.Abandon();
+  std::shared_ptr<PortCore> dropped = std::move(keep);  // may destroy *this: last
+}
 
 std::shared_ptr<PortCore> PortEndpoint::Detach() {
   if (loop == nullptr) return nullptr;

@@ -500,8 +500,12 @@ void EventLoop::Sleep(absl::Time wake_at) {
   };
   Armed armed[kMaxFutexWaitEntries];
   int armed_count = 0;
+  // Sources beyond futex_waitv's limit are not armed: they are polled when
+  // the loop wakes for another reason (their producers' wakes are missed).
   auto arm = [&](runtime_internal::LoopSource* s) {
+    if (n == kMaxFutexWaitEntries) return;
     const int k = s->ArmSleep(std::span<FutexWaitEntry>(entries + n, kMaxFutexWaitEntries - n));
+    if (k == 0) return;
     armed[armed_count++] = Armed{s, n, k};
     n += k;
   };

@@ -51,7 +51,8 @@ class LoopSource {
   // entries, and returns how many it appended. Sources whose producers ring
   // the loop's own doorbell append none (the default).
   virtual int ArmSleep(std::span<FutexWaitEntry> out) { return 0; }
-  // After the sleep that followed ArmSleep (also when it was cancelled):
+  // After the sleep that followed an ArmSleep that appended entries (also
+  // when the sleep was cancelled):
   // withdraws what ArmSleep announced. `woken`: the index, among the entries
   // this source appended, of the one whose wake ended the sleep, or -1.
   virtual void DisarmSleep(int woken) {}

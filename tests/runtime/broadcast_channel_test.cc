@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -221,6 +222,33 @@ TEST(BroadcastChannelTest, ConcurrentPostsCloseAndDestroy) {
   for (auto& t : churn) t.join();
   EXPECT_TRUE(ok.load());
   for (int p = 0; p < kPosters; ++p) EXPECT_EQ(next[p], kPerPoster);
+}
+
+// Code without a loop takes the kept messages itself.
+TEST(BroadcastChannelTest, TryReceiveAndReceiveWithoutALoop) {
+  Watchdog dog("BroadcastReceive", absl::Seconds(30));
+  BroadcastChannel a("bc-test-receive");
+  BroadcastChannel b("bc-test-receive");
+  EXPECT_FALSE(b.TryReceive().has_value());
+  ASSERT_TRUE(a.PostMessage(Value("one")).ok());
+  std::optional<Value> one = b.TryReceive();
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(*one->GetString(), "one");
+  EXPECT_TRUE(absl::IsDeadlineExceeded(b.Receive(absl::Milliseconds(5)).status()));
+  std::thread poster([&] {
+    absl::SleepFor(absl::Milliseconds(20));  // b is asleep in Receive by then
+    ASSERT_TRUE(a.PostMessage(Value("two")).ok());
+  });
+  absl::StatusOr<Value> two = b.Receive(absl::Seconds(10));
+  poster.join();
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(*two->GetString(), "two");
+  std::thread closer([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    b.Close();  // wakes the Receive below
+  });
+  EXPECT_TRUE(absl::IsCancelled(b.Receive().status()));
+  closer.join();
 }
 
 }  // namespace

@@ -1,6 +1,14 @@
 #include "wharf/runtime/event_loop.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <fstream>
+#include <span>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -11,6 +19,9 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/testing/watchdog.h"
+#include "wharf/runtime/internal/loop_access.h"
+#include "wharf/runtime/internal/loop_source.h"
+#include "wharf/sync/futex.h"
 
 namespace wharf {
 namespace {
@@ -290,6 +301,183 @@ TEST(EventLoopTest, StressPostFromManyThreads) {
   for (auto& t : threads) t.join();
   EXPECT_TRUE(in_order);
   EXPECT_EQ(total, int64_t{kThreads} * kPerThread);
+}
+
+// --- File descriptors -----------------------------------------------------------
+
+TEST(EventLoopTest, WatchFdRunsTheCallbackEachTimeAPipeIsReadable) {
+  Watchdog dog("WatchFd pipe", absl::Seconds(30));
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  EventLoop loop;
+  std::string got;
+  FdWatchId id;
+  auto watch = loop.WatchFd(fds[0], [&] {
+    char c;
+    ASSERT_EQ(read(fds[0], &c, 1), 1);  // one byte per call: level-triggered
+    got.push_back(c);
+    if (got.size() == 3) EXPECT_TRUE(loop.UnwatchFd(id));
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  id = *watch;
+  std::thread writer([&] {
+    for (char c : std::string("abc")) {
+      absl::SleepFor(absl::Milliseconds(10));  // the loop is asleep by then
+      ASSERT_EQ(write(fds[1], &c, 1), 1);
+    }
+  });
+  loop.Run();  // the watch refs the loop until it is unwatched
+  writer.join();
+  EXPECT_EQ(got, "abc");
+  EXPECT_FALSE(loop.UnwatchFd(id));
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(EventLoopTest, WatchFdSeesAChildExitThroughItsPidfd) {
+  Watchdog dog("WatchFd pidfd", absl::Seconds(30));
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    usleep(30 * 1000);
+    _exit(3);
+  }
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+  ASSERT_GE(pidfd, 0) << "pidfd_open: " << std::strerror(errno);
+  EventLoop loop;
+  int code = -1;
+  FdWatchId id;
+  auto watch = loop.WatchFd(pidfd, [&] {
+    siginfo_t info{};
+    ASSERT_EQ(waitid(P_PID, child, &info, WEXITED), 0);
+    code = info.si_status;
+    loop.UnwatchFd(id);
+  });
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  id = *watch;
+  loop.Run();
+  EXPECT_EQ(code, 3);
+  close(pidfd);
+}
+
+TEST(EventLoopTest, WatchFdErrorsAndUnrefdWatches) {
+  EventLoop loop;
+  EXPECT_TRUE(absl::IsInvalidArgument(loop.WatchFd(-1, [] {}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(loop.WatchFd(12345, [] {}).status()));
+  const int file = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);  // a regular file
+  ASSERT_GE(file, 0);
+  absl::Status refused = loop.WatchFd(file, [] {}).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_NE(std::string(refused.message()).find("regular file"), std::string::npos) << refused;
+  close(file);
+  EXPECT_TRUE(absl::IsInvalidArgument(loop.WatchFd(0, nullptr).status()));
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  auto unrefd = loop.WatchFd(fds[0], [] { ADD_FAILURE() << "nothing was written"; },
+                             /*ref=*/false);
+  ASSERT_TRUE(unrefd.ok());
+  loop.Run();  // an unref'd watch does not keep the loop alive
+  EXPECT_TRUE(loop.UnwatchFd(*unrefd));
+  close(fds[0]);
+  close(fds[1]);
+}
+
+// --- Sleeping on futex words of other processes ------------------------------------
+
+// A source whose producer is in another process: it counts the changes of a
+// word in shared memory, and asks the loop to sleep on that word.
+class SharedWordSource final : public runtime_internal::LoopSource {
+ public:
+  explicit SharedWordSource(std::atomic<uint32_t>* word) : word_(word) {}
+  bool Pending() override { return word_->load(std::memory_order_acquire) != seen_; }
+  bool Deliver() override {
+    if (!Pending()) return false;
+    seen_ = word_->load(std::memory_order_acquire);
+    ++deliveries;
+    return true;
+  }
+  int ArmSleep(std::span<FutexWaitEntry> out) override {
+    if (out.empty()) return 0;
+    out[0] = FutexWaitEntry{word_, seen_, FutexScope::kShared};
+    ++arms;
+    return 1;
+  }
+  int deliveries = 0;
+  int arms = 0;
+
+ private:
+  std::atomic<uint32_t>* word_;
+  uint32_t seen_ = 0;
+};
+
+TEST(EventLoopTest, SleepsOnFutexWordsThatOtherProcessesWrite) {
+  Watchdog dog("shared words", absl::Seconds(30));
+  constexpr int kSources = 4;
+  auto* words = static_cast<std::atomic<uint32_t>*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(words, MAP_FAILED);
+  EventLoop loop;
+  std::vector<std::unique_ptr<SharedWordSource>> sources;
+  for (int i = 0; i < kSources; ++i) {
+    sources.push_back(std::make_unique<SharedWordSource>(&words[i * 16]));
+    runtime_internal::LoopAccess::AddSource(loop, sources.back().get());
+  }
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Bump each word twice, 20 ms apart, waking its sleeper (async-signal-
+    // safe calls only).
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < kSources; ++i) {
+        usleep(20 * 1000);
+        words[i * 16].fetch_add(1, std::memory_order_release);
+        FutexWake(&words[i * 16], 1, FutexScope::kShared);
+      }
+    }
+    _exit(0);
+  }
+  loop.AddRef();
+  std::function<void()> check;
+  check = [&] {
+    int total = 0;
+    for (auto& s : sources) total += s->deliveries;
+    if (total == 2 * kSources) {
+      loop.Release();
+    } else {
+      loop.SetTimeout(absl::Milliseconds(1), check);
+    }
+  };
+  loop.SetTimeout(absl::Milliseconds(1), check);
+  loop.Run();
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  for (auto& s : sources) {
+    EXPECT_EQ(s->deliveries, 2);
+    EXPECT_GT(s->arms, 0);  // the loop did sleep on the words
+    runtime_internal::LoopAccess::RemoveSource(loop, s.get());
+  }
+  munmap(words, 4096);
+}
+
+// More words than futex_waitv takes: the loop arms what fits and still runs.
+TEST(EventLoopTest, MoreSleepingSourcesThanFutexWaitvTakes) {
+  EventLoop loop;
+  std::vector<std::atomic<uint32_t>> words(300);
+  std::vector<std::unique_ptr<SharedWordSource>> sources;
+  for (auto& w : words) {
+    sources.push_back(std::make_unique<SharedWordSource>(&w));
+    runtime_internal::LoopAccess::AddSource(loop, sources.back().get());
+  }
+  int armed = 0;
+  loop.SetTimeout(absl::Milliseconds(30), [&] {
+    for (auto& s : sources) armed += s->arms > 0;
+    words[299].store(1);  // a source that did not fit: seen at the next pass
+  });
+  loop.RunUntil(absl::Now() + absl::Milliseconds(100));
+  EXPECT_GT(armed, 0);
+  EXPECT_LT(armed, 300);
+  EXPECT_EQ(sources[299]->deliveries, 1);
+  for (auto& s : sources) runtime_internal::LoopAccess::RemoveSource(loop, s.get());
 }
 
 }  // namespace

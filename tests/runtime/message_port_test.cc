@@ -541,5 +541,45 @@ TYPED_TEST(MessagePortTest, PingPongBlockingReceive) {
   EXPECT_EQ(x, kRounds);
 }
 
+TYPED_TEST(MessagePortTest, HasRefFollowsNodesRule) {
+  EventLoop loop;
+  auto [a, b] = TypeParam::Create();
+  EXPECT_FALSE(b.HasRef());  // not started
+  b.OnMessage([](Value) {});
+  EXPECT_FALSE(b.HasRef());  // no loop ran here: still not started
+  ASSERT_TRUE(b.Start(loop).ok());
+  EXPECT_TRUE(b.HasRef());
+  b.Unref();
+  EXPECT_FALSE(b.HasRef());
+  b.Ref();
+  EXPECT_TRUE(b.HasRef());
+  a.Close();
+  loop.Run();  // the close is delivered, and the ref with it
+  EXPECT_FALSE(b.HasRef());
+  EXPECT_FALSE(MessagePort().HasRef());
+}
+
+// receiveMessageOnPort on a started port: a blocking Receive on the loop's
+// own thread is woken by senders that ring the loop's doorbell.
+TYPED_TEST(MessagePortTest, BlockingReceiveOnAStartedPort) {
+  Watchdog dog("Receive on started port", absl::Seconds(30));
+  EventLoop loop;
+  auto [a, b] = TypeParam::Create();
+  ASSERT_TRUE(b.Start(loop).ok());  // no OnMessage: nothing delivers meanwhile
+  std::string got;
+  loop.Post([&, &b = b] {
+    absl::StatusOr<Value> v = b.Receive(absl::Seconds(10));
+    ASSERT_TRUE(v.ok()) << v.status();
+    got = *v->GetString();
+  });
+  std::thread poster([&, &a = a] {
+    absl::SleepFor(absl::Milliseconds(30));  // past Receive's spin: it sleeps
+    ASSERT_TRUE(a.PostMessage(Value("woken")).ok());
+  });
+  loop.Run();
+  poster.join();
+  EXPECT_EQ(got, "woken");
+}
+
 }  // namespace
 }  // namespace wharf

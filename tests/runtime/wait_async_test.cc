@@ -1,6 +1,13 @@
 #include "wharf/runtime/wait_async.h"
 
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <fstream>
+#include <memory>
+#include <string>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -12,17 +19,30 @@
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/future.h"
 #include "wharf/sync/atomics.h"
+#include "wharf/sync/futex.h"
+#include "wharf/sync/internal/async_waiters.h"
 
 namespace wharf {
 namespace {
 
 using ::wharf::testing::Watchdog;
 
-// Notifies `cell` until a waiter was actually woken (the helper thread may
-// not be asleep yet when the test first notifies).
+// Notifies `cell` until a waiter was actually woken. (Since the wait is
+// registered before WaitAsync returns, the first Notify always finds it; the
+// loop is kept for tests that notify from before the wait starts.)
 template <class T>
 void NotifyUntilWoken(T& cell) {
   while (atomics::Notify(cell, 1) == 0) absl::SleepFor(absl::Microseconds(200));
+}
+
+// The number of threads of this process (/proc/self/status).
+int ThreadCount() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
 }
 
 TEST(WaitAsyncTest, NotEqualIsReadyAtOnce) {
@@ -128,6 +148,153 @@ TEST(WaitAsyncTest, StressManyPendingWaits) {
   EXPECT_EQ(completed, kWaits);
   auto all = WhenAll(std::move(dones));
   EXPECT_EQ(all.Get()->size(), static_cast<size_t>(kWaits));
+}
+
+// JS resolves a zero-timeout waitAsync synchronously ({async: false,
+// value: "timed-out"}).
+TEST(WaitAsyncTest, ZeroTimeoutIsReadyAtOnce) {
+  EventLoop loop;
+  int32_t cell = 0;
+  auto f = WaitAsync(loop, cell, 0, absl::ZeroDuration());
+  ASSERT_TRUE(f.IsReady());
+  EXPECT_EQ(*f.Get(), WaitResult::kTimedOut);
+  EXPECT_EQ(loop.RefCountForTesting(), 0);
+  EXPECT_EQ(sync_internal::AsyncWaiters::CountForTesting(&cell), 0);
+}
+
+// The wait is registered before WaitAsync returns: a Notify without a store,
+// issued right after, always finds it (before: a helper thread had to be
+// asleep first, and such a Notify was lost).
+TEST(WaitAsyncTest, NotifyRightAfterWaitAsyncIsNeverLost) {
+  Watchdog dog("WaitAsync race", absl::Seconds(60));
+  EventLoop loop;
+  constexpr int kRounds = 2000;
+  std::vector<int32_t> cells(kRounds, 0);
+  int ok = 0;
+  std::thread waiter_side([&] {
+    for (int i = 0; i < kRounds; ++i) {
+      auto f = WaitAsync(loop, cells[i], 0);
+      // Notified from here, with no store: counted, and completes the wait.
+      EXPECT_EQ(atomics::Notify(cells[i], 1), 1) << i;
+      std::move(f).OnReady([&loop, &ok](absl::StatusOr<WaitResult> r) {
+        loop.Post([&ok, r] { ok += r.ok() && *r == WaitResult::kOk; });
+      });
+    }
+  });
+  loop.AddRef();
+  std::thread releaser([&] {
+    waiter_side.join();
+    loop.Post([&loop] { loop.Release(); });
+  });
+  loop.Run();
+  releaser.join();
+  EXPECT_EQ(ok, kRounds);
+}
+
+TEST(WaitAsyncTest, NotifyCountsAndTakesAsyncWaitersOldestFirst) {
+  EventLoop loop;
+  int32_t cell = 0;
+  std::vector<int> order;
+  std::vector<Future<void>> done;
+  for (int i = 0; i < 3; ++i) {
+    done.push_back(WaitAsync(loop, cell, 0).Then(loop, [&order, i](absl::StatusOr<WaitResult> r) {
+      EXPECT_EQ(*r, WaitResult::kOk);
+      order.push_back(i);
+    }));
+  }
+  EXPECT_EQ(sync_internal::AsyncWaiters::CountForTesting(&cell), 3);
+  EXPECT_EQ(atomics::Notify(cell, 2), 2);
+  EXPECT_EQ(sync_internal::AsyncWaiters::CountForTesting(&cell), 1);
+  while (order.size() < 2) loop.RunOnce();
+  EXPECT_EQ(order, (std::vector<int>{0, 1}));
+  EXPECT_EQ(atomics::Notify(cell), 1);
+  EXPECT_EQ(atomics::Notify(cell), 0);
+  loop.Run();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
+}
+
+// The test: 10^4 pending waits on one loop, each completed exactly
+// once by its Notify or its timeout, and not one thread more.
+TEST(WaitAsyncTest, TenThousandPendingWaitsNeedNoThreads) {
+  Watchdog dog("WaitAsync 10^4", absl::Seconds(120));
+  constexpr int kWaits = 10000;
+  EventLoop loop;
+  std::vector<int32_t> cells(kWaits, 0);
+  std::vector<int> completions(kWaits, 0);
+  std::vector<WaitResult> results(kWaits, WaitResult::kNotEqual);
+  const int threads_before = ThreadCount();
+  int threads_while_pending = -1;
+  for (int i = 0; i < kWaits; ++i) {
+    // Even cells are notified; odd ones time out (spread over 20-120 ms).
+    const absl::Duration timeout =
+        i % 2 == 0 ? absl::Seconds(60) : absl::Milliseconds(20 + i % 100);
+    std::move(WaitAsync(loop, cells[i], 0, timeout))
+        .OnReady([&, i](absl::StatusOr<WaitResult> r) {
+          ++completions[i];
+          results[i] = r.ok() ? *r : WaitResult::kNotEqual;
+        });
+  }
+  threads_while_pending = ThreadCount();
+  std::thread notifier([&] {
+    for (int i = 0; i < kWaits; i += 2) {
+      atomics::Store(cells[i], 1);
+      EXPECT_EQ(atomics::Notify(cells[i], 1), 1) << i;
+    }
+  });
+  loop.Run();  // the pending waits keep it alive until each completed
+  notifier.join();
+  EXPECT_EQ(threads_while_pending, threads_before);
+  for (int i = 0; i < kWaits; ++i) {
+    ASSERT_EQ(completions[i], 1) << i;
+    ASSERT_EQ(results[i], i % 2 == 0 ? WaitResult::kOk : WaitResult::kTimedOut) << i;
+  }
+  EXPECT_EQ(loop.RefCountForTesting(), 0);
+}
+
+// A notifier in another process: the loop watches the cell's futex while it
+// sleeps.
+TEST(WaitAsyncTest, NotifyFromAnotherProcess) {
+  Watchdog dog("WaitAsync cross-process", absl::Seconds(30));
+  auto* cell = static_cast<int32_t*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(cell, MAP_FAILED);
+  *cell = 0;
+  EventLoop loop;
+  std::optional<WaitResult> got;
+  std::move(WaitAsync(loop, *cell, 0)).OnReady([&](absl::StatusOr<WaitResult> r) {
+    got = r.ok() ? std::optional<WaitResult>(*r) : std::nullopt;
+  });
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // No store: only the wake, as atomics::Notify in that process would do.
+    // (Async-signal-safe calls only: this process has other threads.)
+    usleep(50 * 1000);
+    for (int i = 0; i < 400 && FutexWake(cell, 1, FutexScope::kShared) == 0; ++i) {
+      usleep(5 * 1000);  // the parent's loop is not asleep in the futex yet
+    }
+    _exit(0);
+  }
+  loop.Run();
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, WaitResult::kOk);
+  munmap(cell, 4096);
+}
+
+TEST(WaitAsyncTest, LoopDestroyedWithAPendingWaitBreaksItsPromise) {
+  int32_t cell = 0;
+  Future<WaitResult> f;
+  {
+    EventLoop loop;
+    f = WaitAsync(loop, cell, 0);
+  }
+  ASSERT_TRUE(f.IsReady());
+  EXPECT_TRUE(absl::IsAborted(f.Get().status())) << f.Get().status();
+  EXPECT_EQ(sync_internal::AsyncWaiters::CountForTesting(&cell), 0);
+  EXPECT_EQ(atomics::Notify(cell), 0);  // nothing left to wake
 }
 
 }  // namespace

@@ -70,6 +70,7 @@
 #include "absl/status/statusor.h"
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/value.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
@@ -148,7 +149,7 @@ struct Codec<std::vector<T>> {
     const ValueArray* array = v.GetArray();
     if (array == nullptr) {
       return absl::InvalidArgumentError(
-          std::string("expected array, got ") + std::string(Value::KindName(v.kind())));
+          sync_internal::Cat("expected array, got ", Value::KindName(v.kind())));
     }
     std::vector<T> items;
     items.reserve(array->size());

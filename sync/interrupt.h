@@ -50,7 +50,7 @@
 //
 // Cost: Request() is a store and one futex-wake syscall. An interruptible
 // sleep waits on two futex words at once with futex_waitv(2) (Linux >= 5.16);
-// on older kernels it sleeps in slices of 2 ms and re-checks the Interrupter
+// on older kernels it sleeps in slices of 1 ms and re-checks the Interrupter
 // between them, so a request is noticed within a slice.
 //
 // Limits: only Wharf's waits are interruption points. A thread blocked in

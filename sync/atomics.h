@@ -47,13 +47,14 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/private_waiters.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -132,46 +133,43 @@ constexpr bool IsLockFree(int size) {
 // interruption point (sync/interrupt.h): throws Interrupted.
 template <Cell T>
 WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions options = {}) {
+  using Word = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;  // 64-bit: FutexWait64
   std::atomic_ref<T> ref(cell);
-  if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kNotEqual;
-  if (options.spin > absl::ZeroDuration()) {
-    // Check the clock every 64 pauses: a clock read (~20 ns, vDSO) per pause
-    // would dominate the spin.
-    const absl::Time spin_end = std::min(deadline, absl::Now() + options.spin);
-    for (;;) {
-      for (int i = 0; i < 64; ++i) {
-        sync_internal::CpuRelax();
-        if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kOk;
-      }
-      if (absl::Now() >= spin_end) break;
-    }
-  }
-  // kPrivate: announce in the process's waiter table (A, matches B in Notify),
-  // then re-check, so that a Notify that saw no waiter cannot be missed.
+  const auto changed = [&] { return ref.load(std::memory_order_seq_cst) != expected; };
+  if (changed()) return WaitResult::kNotEqual;
   std::atomic<uint32_t>* announced = nullptr;
-  if (options.scope == FutexScope::kPrivate) {
-    announced = &sync_internal::PrivateWaiters(&cell);
-    announced->fetch_add(1, std::memory_order_seq_cst);
-    if (ref.load(std::memory_order_seq_cst) != expected) {
-      announced->fetch_sub(1, std::memory_order_relaxed);
-      return WaitResult::kOk;  // the store raced the start of the wait
-    }
-  }
-  FutexWaitResult r;
-  if constexpr (sizeof(T) == 4) {
-    r = sync_internal::InterruptibleFutexWait(&cell, static_cast<uint32_t>(expected),
-                                              options.scope, deadline);
-  } else {
-    r = sync_internal::InterruptibleFutexWait64(&cell, static_cast<uint64_t>(expected),
-                                                options.scope, deadline);
-  }
+  const sync_internal::WaitEnd end = sync_internal::WaitLoop(
+      // One sleep (JS: any wake is kOk), after the optional spin (a change of
+      // the value during it is kOk: see WaitOptions::spin).
+      {.word = &cell,
+       .scope = options.scope,
+       .spin_pauses = 0,
+       .spin_for = options.spin,
+       .single_sleep = true},
+      deadline, changed,
+      [&]() -> std::optional<Word> {
+        // kPrivate: announce in the process's waiter table (A, matches B in
+        // Notify), then re-check, so that a Notify that saw no waiter cannot
+        // be missed.
+        if (options.scope == FutexScope::kPrivate) {
+          announced = &sync_internal::PrivateWaiters(&cell);
+          announced->fetch_add(1, std::memory_order_seq_cst);
+          if (changed()) {  // the store raced the start of the wait: kOk
+            announced->fetch_sub(1, std::memory_order_relaxed);
+            announced = nullptr;
+            return std::nullopt;
+          }
+        }
+        return static_cast<Word>(expected);
+      });
   if (announced != nullptr) announced->fetch_sub(1, std::memory_order_relaxed);
   // Interrupted: the announcement is withdrawn; no Notify was consumed.
-  if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
-  // kNotEqual here means the cell changed between our check and the kernel's:
-  // a store that raced with the start of the wait, normally followed by its
-  // Notify, which we would miss if we slept again. It counts as woken.
-  return r == FutexWaitResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kOk;
+  if (end == sync_internal::WaitEnd::kInterrupted) sync_internal::ThrowInterrupted();
+  // kWoken also covers kNotEqual from the kernel: the cell changed between our
+  // check and the kernel's — a store that raced with the start of the wait,
+  // normally followed by its Notify, which we would miss if we slept again.
+  // It counts as woken.
+  return end == sync_internal::WaitEnd::kTimedOut ? WaitResult::kTimedOut : WaitResult::kOk;
 }
 
 template <Cell T>

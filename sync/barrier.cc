@@ -3,9 +3,10 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -60,31 +61,30 @@ void Barrier::ArriveAndDrop() {
 }
 
 bool Barrier::WaitSlow(uint32_t phase, absl::Time deadline) const {
-  // Phase 1: bounded read-only spin, for the last arriver running elsewhere.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (PhaseDone(phase)) return true;
-  }
-  // Phase 2: announce (kWaitersBit) and sleep while phase_ is unchanged.
+  using sync_internal::WaitEnd;
   const uint32_t sleeping = phase | kWaitersBit;
-  for (;;) {
-    uint32_t seen = phase_.load(std::memory_order_acquire);
-    if ((seen & ~kWaitersBit) != phase) return true;
-    if (seen != sleeping &&
-        !phase_.compare_exchange_weak(seen, sleeping, std::memory_order_relaxed,
-                                      std::memory_order_relaxed)) {
-      continue;
-    }
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&phase_, sleeping, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut) return PhaseDone(phase);
-    // Interrupted: as a timed-out waiter, the arrival still counts and
-    // kWaitersBit may cost the last arriver one wake syscall.
-    if (r == FutexWaitResult::kInterrupted) {
-      if (PhaseDone(phase)) return true;
-      sync_internal::ThrowInterrupted();
-    }
-  }
+  const WaitEnd end = sync_internal::WaitLoop(
+      {.word = &phase_, .scope = FutexScope::kShared}, deadline,
+      // Spin for the last arriver running elsewhere.
+      [&] { return PhaseDone(phase); },
+      // Announce (CAS kWaitersBit in: the RMW pair with CompletePhase's
+      // exchange) and sleep while phase_ is unchanged.
+      [&]() -> std::optional<uint32_t> {
+        for (;;) {
+          uint32_t seen = phase_.load(std::memory_order_acquire);
+          if ((seen & ~kWaitersBit) != phase) return std::nullopt;
+          if (seen == sleeping ||
+              phase_.compare_exchange_weak(seen, sleeping, std::memory_order_relaxed,
+                                           std::memory_order_relaxed)) {
+            return sleeping;
+          }
+        }
+      });
+  if (end == WaitEnd::kTimedOut) return PhaseDone(phase);
+  // Interrupted: as a timed-out waiter, the arrival still counts and
+  // kWaitersBit may cost the last arriver one wake syscall.
+  if (end == WaitEnd::kInterrupted && !PhaseDone(phase)) sync_internal::ThrowInterrupted();
+  return true;
 }
 
 }  // namespace wharf

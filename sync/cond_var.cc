@@ -1,9 +1,10 @@
 #include "wharf/sync/cond_var.h"
 
+#include <optional>
 #include <system_error>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -15,29 +16,20 @@ CondVarWaitResult CondVar::WaitUntil(Mutex& mu, absl::Time deadline) {
   const uint32_t seq = seq_.load(std::memory_order_relaxed);
   mu.Unlock();  // aborts if the caller does not hold mu
 
-  bool signalled = false;
-  // Phase 1: bounded read-only spin, for a signaller running on another CPU.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (seq_.load(std::memory_order_relaxed) != seq) {
-      signalled = true;
-      break;
-    }
-  }
-  bool timed_out = false;
-  bool interrupted = false;
-  if (!signalled) {
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&seq_, seq, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut) {
-      // A signal that raced with the timeout still counts as a signal.
-      timed_out = seq_.load(std::memory_order_relaxed) == seq;
-    }
-    // Interrupted: left like a timed-out waiter. The kernel did not count us
-    // in any FutexWake, so a Signal() racing with the interruption wakes
-    // another waiter: no signal is consumed by a waiter that throws.
-    interrupted = r == FutexWaitResult::kInterrupted;
-  }
+  // One sleep (a condition variable may wake spuriously: its callers
+  // re-check), after a spin for a signaller running on another CPU. The
+  // announcement (A) was made above, under mu.
+  const sync_internal::WaitEnd end = sync_internal::WaitLoop(
+      {.word = &seq_, .scope = FutexScope::kShared, .single_sleep = true}, deadline,
+      [&] { return seq_.load(std::memory_order_relaxed) != seq; },
+      [&]() -> std::optional<uint32_t> { return seq; });
+  // A signal that raced with the timeout still counts as a signal.
+  const bool timed_out = end == sync_internal::WaitEnd::kTimedOut &&
+                         seq_.load(std::memory_order_relaxed) == seq;
+  // Interrupted: left like a timed-out waiter. The kernel did not count us in
+  // any FutexWake, so a Signal() racing with the interruption wakes another
+  // waiter: no signal is consumed by a waiter that throws.
+  const bool interrupted = end == sync_internal::WaitEnd::kInterrupted;
   waiters_.fetch_sub(1, std::memory_order_relaxed);
   // Always re-acquire, also after a timeout or an interruption (as
   // pthread_cond_timedwait, and so that the caller's unique_lock unlocks a

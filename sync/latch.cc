@@ -3,9 +3,10 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -45,32 +46,29 @@ void Latch::count_down(std::ptrdiff_t n) {
 }
 
 bool Latch::WaitSlow(absl::Time deadline) const {
-  // Phase 1: bounded read-only spin, for the last counter running elsewhere.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (try_wait()) return true;
-  }
-  // Phase 2: announce (kWaitersBit) and sleep while the word is unchanged.
-  for (;;) {
-    uint32_t seen = word_.load(std::memory_order_acquire);
-    if ((seen & kCountMask) == 0) return true;
-    if ((seen & kWaitersBit) == 0) {
-      if (!word_.compare_exchange_weak(seen, seen | kWaitersBit, std::memory_order_relaxed,
-                                       std::memory_order_relaxed)) {
-        continue;
-      }
-      seen |= kWaitersBit;
-    }
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&word_, seen, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut) return try_wait();
-    // Interrupted: kWaitersBit may stay set until the count reaches zero,
-    // which then makes one wake syscall (as a timed-out waiter leaves it).
-    if (r == FutexWaitResult::kInterrupted) {
-      if (try_wait()) return true;
-      sync_internal::ThrowInterrupted();
-    }
-  }
+  using sync_internal::WaitEnd;
+  const WaitEnd end = sync_internal::WaitLoop(
+      {.word = &word_, .scope = FutexScope::kShared}, deadline,
+      // Spin for the last counter running elsewhere.
+      [&] { return try_wait(); },
+      // Announce (kWaitersBit, by CAS: the RMW pair with count_down), then
+      // sleep while the word is unchanged.
+      [&]() -> std::optional<uint32_t> {
+        for (;;) {
+          uint32_t seen = word_.load(std::memory_order_acquire);
+          if ((seen & kCountMask) == 0) return std::nullopt;
+          if (seen & kWaitersBit) return seen;
+          if (word_.compare_exchange_weak(seen, seen | kWaitersBit, std::memory_order_relaxed,
+                                          std::memory_order_relaxed)) {
+            return seen | kWaitersBit;
+          }
+        }
+      });
+  if (end == WaitEnd::kTimedOut) return try_wait();
+  // Interrupted: kWaitersBit may stay set until the count reaches zero, which
+  // then makes one wake syscall (as a timed-out waiter leaves it).
+  if (end == WaitEnd::kInterrupted && !try_wait()) sync_internal::ThrowInterrupted();
+  return true;
 }
 
 }  // namespace wharf

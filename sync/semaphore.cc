@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -63,27 +64,39 @@ void Semaphore::release(std::ptrdiff_t n) {
 }
 
 bool Semaphore::AcquireSlow(absl::Time deadline) {
-  // Phase 1: bounded read-only spin, for a releaser running on another CPU.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (Count(word_.load(std::memory_order_relaxed)) != 0 && try_acquire()) return true;
-  }
-  // Phase 2: announce, then sleep while the count is zero.
-  uint64_t seen = word_.fetch_add(kOneWaiter, std::memory_order_relaxed) + kOneWaiter;
-  for (;;) {
-    if (Count(seen) != 0) {
-      // Take a permit and withdraw the announcement in one step.
-      if (word_.compare_exchange_weak(seen, seen - kOneWaiter - 1, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) {
-        return true;
-      }
-      continue;
-    }
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&word_, 0, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut) {
+  using sync_internal::WaitEnd;
+  bool announced = false;
+  const WaitEnd end = sync_internal::WaitLoop(
+      // The futex is the low half of word_ (the count).
+      {.word = &word_, .scope = FutexScope::kShared}, deadline,
+      // Spin for a releaser running on another CPU.
+      [&] { return Count(word_.load(std::memory_order_relaxed)) != 0 && try_acquire(); },
+      // Announce once (kOneWaiter: the RMW pair with Add), then sleep while
+      // the count is zero.
+      [&]() -> std::optional<uint32_t> {
+        uint64_t seen;
+        if (!announced) {
+          seen = word_.fetch_add(kOneWaiter, std::memory_order_relaxed) + kOneWaiter;
+          announced = true;
+        } else {
+          seen = word_.load(std::memory_order_relaxed);
+        }
+        while (Count(seen) != 0) {
+          // Take a permit and withdraw the announcement in one step.
+          if (word_.compare_exchange_weak(seen, seen - kOneWaiter - 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed)) {
+            return std::nullopt;
+          }
+        }
+        return 0;
+      });
+  switch (end) {
+    case WaitEnd::kReady:
+    case WaitEnd::kWoken:
+      return true;  // took a permit (in the spin, or with the withdrawal)
+    case WaitEnd::kTimedOut: {
       // Withdraw; take a permit if one appeared meanwhile.
-      seen = word_.load(std::memory_order_relaxed);
+      uint64_t seen = word_.load(std::memory_order_relaxed);
       for (;;) {
         const bool take = Count(seen) != 0;
         if (word_.compare_exchange_weak(seen, seen - kOneWaiter - (take ? 1 : 0),
@@ -93,15 +106,14 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
         }
       }
     }
-    if (r == FutexWaitResult::kInterrupted) {
-      // Withdraw without taking a permit (the count is unchanged), then
-      // throw. The kernel did not count us in any wake, so a release racing
-      // with this woke another sleeper, or none was asleep.
-      word_.fetch_sub(kOneWaiter, std::memory_order_relaxed);
-      sync_internal::ThrowInterrupted();
-    }
-    seen = word_.load(std::memory_order_relaxed);
+    case WaitEnd::kInterrupted:
+      break;
   }
+  // Interrupted: withdraw without taking a permit (the count is unchanged),
+  // then throw. The kernel did not count us in any wake, so a release racing
+  // with this woke another sleeper, or none was asleep.
+  word_.fetch_sub(kOneWaiter, std::memory_order_relaxed);
+  sync_internal::ThrowInterrupted();
 }
 
 }  // namespace wharf

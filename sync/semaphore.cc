@@ -28,7 +28,7 @@ Semaphore::Semaphore(uint32_t initial, uint32_t max) : word_(initial), max_(max)
 bool Semaphore::Add(uint32_t n) {
   uint64_t seen = word_.load(std::memory_order_relaxed);
   for (;;) {
-    if (static_cast<uint64_t>(Count(seen)) + n > max_) return false;
+    if (static_cast<uint64_t>(CountOf(seen)) + n > max_) return false;
     // Release: the releaser's writes happen-before the acquirer that takes
     // one of these permits.
     if (word_.compare_exchange_weak(seen, seen + n, std::memory_order_release,
@@ -36,8 +36,8 @@ bool Semaphore::Add(uint32_t n) {
       break;
     }
   }
-  if (Waiters(seen) != 0) {
-    FutexWake(&word_, static_cast<int>(std::min(n, Waiters(seen))), FutexScope::kShared);
+  if (WaitersOf(seen) != 0) {
+    FutexWake(&word_, static_cast<int>(std::min(n, WaitersOf(seen))), FutexScope::kShared);
   }
   return true;
 }
@@ -45,7 +45,7 @@ bool Semaphore::Add(uint32_t n) {
 absl::Status Semaphore::Release(uint32_t n) {
   if (n == 0) return absl::OkStatus();
   if (!Add(n)) {
-    return absl::OutOfRangeError(absl::StrCat("Semaphore::Release(", n, "): the count ", Value(),
+    return absl::OutOfRangeError(absl::StrCat("Semaphore::Release(", n, "): the count ", Count(),
                                               " would exceed the maximum ", max_));
   }
   return absl::OkStatus();
@@ -70,7 +70,7 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
       // The futex is the low half of word_ (the count).
       {.word = &word_, .scope = FutexScope::kShared}, deadline,
       // Spin for a releaser running on another CPU.
-      [&] { return Count(word_.load(std::memory_order_relaxed)) != 0 && try_acquire(); },
+      [&] { return CountOf(word_.load(std::memory_order_relaxed)) != 0 && try_acquire(); },
       // Announce once (kOneWaiter: the RMW pair with Add), then sleep while
       // the count is zero.
       [&]() -> std::optional<uint32_t> {
@@ -81,7 +81,7 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
         } else {
           seen = word_.load(std::memory_order_relaxed);
         }
-        while (Count(seen) != 0) {
+        while (CountOf(seen) != 0) {
           // Take a permit and withdraw the announcement in one step.
           if (word_.compare_exchange_weak(seen, seen - kOneWaiter - 1, std::memory_order_acquire,
                                           std::memory_order_relaxed)) {
@@ -98,7 +98,7 @@ bool Semaphore::AcquireSlow(absl::Time deadline) {
       // Withdraw; take a permit if one appeared meanwhile.
       uint64_t seen = word_.load(std::memory_order_relaxed);
       for (;;) {
-        const bool take = Count(seen) != 0;
+        const bool take = CountOf(seen) != 0;
         if (word_.compare_exchange_weak(seen, seen - kOneWaiter - (take ? 1 : 0),
                                         std::memory_order_acquire,
                                         std::memory_order_relaxed)) {

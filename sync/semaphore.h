@@ -73,7 +73,7 @@ class Semaphore {
   // Takes a permit if one is available. Never blocks.
   [[nodiscard]] bool try_acquire() noexcept {
     uint64_t seen = word_.load(std::memory_order_relaxed);
-    while (Count(seen) != 0) {
+    while (CountOf(seen) != 0) {
       if (word_.compare_exchange_weak(seen, seen - 1, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
         return true;
@@ -108,7 +108,7 @@ class Semaphore {
   void release(std::ptrdiff_t n = 1);
 
   // The number of permits available now (a snapshot).
-  [[nodiscard]] uint32_t Value() const { return Count(word_.load(std::memory_order_relaxed)); }
+  [[nodiscard]] uint32_t Count() const { return CountOf(word_.load(std::memory_order_relaxed)); }
   // The maximum count given to the constructor.
   uint32_t Max() const { return max_; }
 
@@ -118,8 +118,8 @@ class Semaphore {
   uint64_t RawWordForTesting() const { return word_.load(); }
 
  private:
-  static uint32_t Count(uint64_t word) { return static_cast<uint32_t>(word); }
-  static uint32_t Waiters(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
+  static uint32_t CountOf(uint64_t word) { return static_cast<uint32_t>(word); }
+  static uint32_t WaitersOf(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
   bool AcquireSlow(absl::Time deadline);
   // The CAS loop of Release/release: false if the count would exceed max_.
   bool Add(uint32_t n);

@@ -214,7 +214,7 @@ TEST(InterruptTest, SemaphoreCountUnchanged) {
   Semaphore sem(0);
   EXPECT_TRUE(InterruptedWhileBlocked([&] { sem.acquire(); }));
   EXPECT_TRUE(InterruptedWhileBlocked([&] { (void)sem.AcquireFor(absl::Seconds(600)); }));
-  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.Count(), 0u);
   EXPECT_EQ(sem.RawWordForTesting(), 0u);  // no waiter left announced
   sem.release();
   EXPECT_TRUE(sem.try_acquire());
@@ -483,7 +483,7 @@ TEST(InterruptStressTest, RequestRacesWaitStart) {
     mu.unlock();
     EXPECT_TRUE(threw) << "round " << round << " kind " << kind;
     interrupted += threw;
-    EXPECT_EQ(sem.Value(), 0u);
+    EXPECT_EQ(sem.Count(), 0u);
   }
   EXPECT_EQ(interrupted, rounds);
 }
@@ -555,7 +555,7 @@ TEST(InterruptStressTest, InterruptedWaiterConsumesNoWakeUp) {
     b.join();  // hangs (watchdog) if A consumed B's wake-up and threw
     EXPECT_TRUE(b_got);
     EXPECT_NE(a_got.load(), a_threw.load());
-    EXPECT_EQ(sem.Value(), 0u);
+    EXPECT_EQ(sem.Count(), 0u);
   }
 }
 

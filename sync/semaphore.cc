@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <optional>
 
-#include "absl/strings/str_cat.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
@@ -45,8 +45,8 @@ bool Semaphore::Add(uint32_t n) {
 absl::Status Semaphore::Release(uint32_t n) {
   if (n == 0) return absl::OkStatus();
   if (!Add(n)) {
-    return absl::OutOfRangeError(absl::StrCat("Semaphore::Release(", n, "): the count ", Count(),
-                                              " would exceed the maximum ", max_));
+    return absl::OutOfRangeError(sync_internal::Cat("Semaphore::Release(", n, "): the count ",
+                                                    Count(), " would exceed the maximum ", max_));
   }
   return absl::OkStatus();
 }

@@ -23,6 +23,7 @@
 #include "wharf/sync/barrier.h"
 #include "wharf/sync/cond_var.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/latch.h"
 #include "wharf/sync/mutex.h"
 #include "wharf/sync/notification.h"
@@ -38,7 +39,7 @@ pid_t CurrentTid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 // The scheduler state of thread `tid` of this process ('S': asleep).
 char TaskState(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::ifstream in(sync_internal::Cat("/proc/self/task/", tid, "/stat"));
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos || paren + 2 >= stat.size()) return '?';

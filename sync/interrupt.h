@@ -136,8 +136,9 @@ class UninterruptibleScope {
 
 // std::lock_guard whose lock() is not an interruption point: for locks held
 // by library internals, whose callers (destructors, event handlers) must not
-// see Interrupted. Works with any Lockable (Mutex, RwLock). The critical
-// section itself stays interruptible; only the acquisition is shielded.
+// see Interrupted. Works with any Lockable (Mutex, RwLock); for a Mutex spell
+// it MutexLock (wharf/sync/mutex.h). The critical section itself stays
+// interruptible; only the acquisition is shielded.
 template <class Lockable>
 class UninterruptibleLock {
  public:

@@ -52,6 +52,7 @@
 #include "absl/time/time.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/internal/thread_identity.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/lock_result.h"
 
 namespace wharf {
@@ -183,6 +184,15 @@ class Mutex {
 static_assert(sizeof(Mutex) == 8 && alignof(Mutex) == 8);
 static_assert(std::is_trivially_destructible_v<Mutex>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+// A scoped lock of a Mutex whose acquisition is not an interruption point
+// (UninterruptibleLock<Mutex>, sync/interrupt.h): for locks held by library
+// internals, destructors and handlers, which must never see Interrupted.
+// The critical section itself stays interruptible. Like std::lock_guard it
+// calls lock(), so where an owner may die prefer Lock() and kOwnerDied.
+//
+//   wharf::MutexLock lock(mu_);
+using MutexLock = UninterruptibleLock<Mutex>;
 
 }  // namespace wharf
 

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -317,7 +318,7 @@ TEST(InterruptTest, NotInterruptedInUninterruptibleScope) {
     UninterruptibleScope off;
     EXPECT_EQ(atomics::Wait(cell, 0, absl::Milliseconds(20)), WaitResult::kTimedOut);
   }
-  // UninterruptibleLock: the acquisition sleeps without throwing; the
+  // MutexLock (UninterruptibleLock<Mutex>): the acquisition sleeps without throwing; the
   // critical section after it is interruptible again.
   Mutex mu;
   Notification locked;
@@ -331,8 +332,9 @@ TEST(InterruptTest, NotInterruptedInUninterruptibleScope) {
     UninterruptibleScope off;
     locked.WaitForNotification();
   }
+  static_assert(std::is_same_v<MutexLock, UninterruptibleLock<Mutex>>);
   {
-    UninterruptibleLock<Mutex> lock(mu);
+    MutexLock lock(mu);
     EXPECT_TRUE(mu.HeldByCurrentThread());
     EXPECT_THROW((void)atomics::Wait(cell, 0), Interrupted);
   }

@@ -9,6 +9,39 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol.
+//   state_ = (participants of the next phases << 32) | arrivals still
+//            expected in this phase. Arrivals fetch_sub (acq_rel) from the
+//            low half; ArriveAndDrop also from the high half, in the same
+//            RMW. The RMW that takes the low half to 0 makes its caller the
+//            last arriver, which alone writes state_ next: it stores
+//            (p << 32) | p for the next phase's p participants. No one can
+//            touch state_ meanwhile: every participant of this phase has
+//            arrived, and none arrives again before the phase advances.
+//   phase_ = (phase number << 1) | kWaitersBit. Only the last arriver
+//            advances it, by exchange (release) to the next number with the
+//            bit clear, after the state_ reset; if the old value had the
+//            bit, FutexWake(all). A waiter reads the phase before it arrives
+//            (its own arrival is needed for the phase to end, so the phase
+//            it reads is the one it arrives in), then waits while phase_
+//            still holds that number: spin, CAS the bit in (relaxed), and
+//            FutexWait(phase_, phase | kWaitersBit).
+// No lost wake-up without seq_cst: setting the bit and advancing the phase
+// are RMWs of one word; an advance after the CAS sees the bit, one before
+// it fails the CAS or the kernel's compare.
+// Memory: a participant's writes -> its acq_rel fetch_sub -> (release
+// sequence) the last arriver's acq_rel fetch_sub -> its release exchange of
+// phase_ -> the waiter's acquire load of phase_.
+//
+// Cost: an arrival is one atomic RMW; the last arrival makes a futex wake only
+// if a participant announced that it sleeps. A waiter spins briefly
+// (sync_internal::kLockSpins) before it announces itself and sleeps.
+// Interruption: an interrupted waiter's kWaitersBit may cost the last arriver
+// one wake syscall.
+//
+// Shared-memory layout: a std::atomic<uint64_t> and a std::atomic<uint32_t>;
+// trivially destructible.
+
 namespace wharf {
 namespace {
 

@@ -9,6 +9,30 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol. word_ = kWaitersBit | remaining count.
+//   count_down(n): CAS loop old -> old - n (release), refusing n > count.
+//           The CAS that reaches zero also clears kWaitersBit, and if the
+//           old word had it, FutexWake(all).
+//   wait:   acquire-load; count 0 -> done. Spin read-only. Then CAS in
+//           kWaitersBit (relaxed) and FutexWait(word_, count|kWaitersBit);
+//           re-check after every return.
+// No lost wake-up without a seq_cst fence: the announcing CAS and the
+// count_down CAS are RMWs of one word, so they are totally ordered. A
+// count_down after the announce sees the bit and wakes; one before it makes
+// the waiter's expected value stale, so the kernel's compare fails and
+// FutexWait returns at once.
+// Memory: each count_down is a release RMW, and the releases of all
+// count_downs form one release sequence that the waiter's acquire load of
+// zero reads from.
+//
+// Cost: count_down() is one CAS and makes a syscall only when it reaches zero
+// with a sleeper announced. A waiter spins briefly (sync_internal::kLockSpins)
+// before it announces itself and sleeps on the futex. A dying waiter costs
+// nothing; an interrupted one may leave kWaitersBit set (one wake syscall when
+// the count reaches zero).
+//
+// Shared-memory layout: one std::atomic<uint32_t>; trivially destructible.
+
 namespace wharf {
 namespace {
 

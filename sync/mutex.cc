@@ -9,6 +9,51 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol (a robust variant of Drepper's three-state futex mutex, "Futexes
+// Are Tricky"). word_ = (owner tag << 32) | flags | owner TID; 0 = unlocked.
+//   Lock:   CAS 0 -> me (acquire). Contended: spin read-only; then set
+//           kWaitersBit (CAS), futex-wait on the low half with a check
+//           period; on wake, CAS 0 -> me|kWaitersBit (a woken sleeper cannot
+//           know it was the last one, so it keeps the bit, as Drepper's
+//           "lock with 2"). After a period expires with the same owner, read
+//           /proc; if the owner is dead, CAS its exact word ->
+//           me|kWaitersBit|kOwnerDiedBit: only one survivor wins.
+//   Unlock: CAS me -> 0 (release). Fails only if a flag is set: with
+//           kOwnerDiedBit the word becomes kNotRecoverableWord and all
+//           sleepers are woken; otherwise exchange 0 (release) and wake one
+//           sleeper if kWaitersBit was set.
+// Only the owner clears the word; only lockers set kWaitersBit; only a
+// survivor of a dead owner sets kOwnerDiedBit; only the owner clears it
+// (MarkConsistent). Every transition is a CAS on the whole 64-bit word, so
+// the tag and TID change together. The futex compares the low half only
+// (TID and flags), which is what changes on every unlock. No lost wake-up
+// without seq_cst: announcing (the kWaitersBit CAS) and unlocking (the
+// exchange) are RMWs of one word; an unlock after the announce sees the bit
+// and wakes, one before it makes the kernel's compare fail.
+// Memory: unlock's release CAS/exchange -> the next locker's acquire CAS.
+//
+// Costs. Uncontended lock+unlock is one CAS each and no syscall. A contended
+// locker spins briefly (kMutexSpins pauses, ~0.3 us: longer spins made the
+// 2-thread contended benchmark 1.9x slower by stealing the lock's cache line;
+// sync/internal/spin.h), then sleeps on the futex (shared scope); the
+// unlocker calls futex wake only if a sleeper announced itself. Owner death is
+// noticed by a sleeper that waited a whole check period (1 ms, doubling to
+// 128 ms; sync/internal/wait_loop.h) and then finds the owner's thread gone
+// from /proc — so a dead owner is replaced within ~1-2 check periods, at no
+// cost while owners are alive.
+//
+// Shared-memory layout: one std::atomic<uint64_t>, no pointers, no vtable;
+// trivially destructible; all-zero is unlocked, so zero-filled shared memory
+// already holds valid mutexes. All processes must share a PID namespace
+// (owner ids hold TIDs: sync/internal/thread_identity.h).
+//
+// Interruption: a locker interrupted while asleep leaves as a timed-out one
+// does, without the mutex. Its kWaitersBit may stay set: that costs the owner
+// one useless futex-wake syscall at its next unlock, nothing else.
+//
+// Misuse checks (unlock by a non-owner, recursive lock) cost nothing because
+// ownership is in the word.
+
 namespace wharf {
 namespace {
 

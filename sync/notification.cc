@@ -9,6 +9,29 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol. word_ holds two bits; it only ever gains bits.
+//   Notify: fetch_or(kNotified) (release: publishes the notifier's writes).
+//           If the old value had kNotified: misuse, abort. If it had
+//           kWaiters: FutexWake(all).
+//   Wait:   load (acquire); if kNotified, done. Spin read-only. Then CAS
+//           0 -> kWaiters (relaxed) to announce, and FutexWait(word_,
+//           kWaiters); re-check on every return.
+// No wake-up is lost without any seq_cst fence: both sides modify the same
+// word with RMWs, so they are totally ordered. If the waiter's CAS came
+// first, Notify's fetch_or sees kWaiters and wakes; if Notify came first,
+// the CAS fails (the word is kNotified), or the kernel's compare in
+// FutexWait sees kNotified|kWaiters != kWaiters and returns at once.
+// Memory: release (Notify's fetch_or) / acquire (the waiter's load).
+//
+// Cost: Notify() with no waiter is one atomic RMW and no syscall; a waiter
+// that finds the notification done pays one load. A waiter spins briefly
+// (sync_internal::kLockSpins), then announces itself and sleeps on the futex.
+// A waiter that dies (or is interrupted) leaves kWaiters set: Notify then
+// makes one wake syscall.
+//
+// Shared-memory layout: one std::atomic<uint32_t>, trivially destructible; an
+// all-zero Notification is a fresh, un-notified one.
+
 namespace wharf {
 
 void Notification::Notify() {

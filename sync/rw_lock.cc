@@ -11,6 +11,64 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol (writer preference over one state word, a drain word and an
+// internal robust Mutex).
+//   writer_mu_: held by the exclusive holder (a writer, or a reader that took
+//       over from a dead writer) from before it sets kWriter until after it
+//       clears it, for the whole critical section; so kWriter set =>
+//       writer_mu_ held (by a live or a dead thread). Writers queue on it; its
+//       owner-death detection is the RwLock's. When it reports kOwnerDied the
+//       RwLock records the fact in kInconsistent and marks the Mutex itself
+//       consistent at once: the RwLock, not the Mutex, tracks the repair (so a
+//       holder may time out and leave the recovery to the next one).
+//   state_ = kNotRecoverable | kInconsistent | kWriter | kReadersWaiting |
+//       readers. Readers CAS readers+1 (acquire) while none of kWriter,
+//       kInconsistent, kNotRecoverable is set, and fetch_sub 1 to leave (B
+//       below). Only the writer_mu_ holder sets/clears kWriter and
+//       kInconsistent, and sets kNotRecoverable (then never cleared). Waiting
+//       readers CAS kReadersWaiting in and FutexWait(state_); the holder's
+//       release clears kWriter|kReadersWaiting in one fetch_and (release) and
+//       wakes all readers if the bit was set. No lost wake-up: all these are
+//       RMWs of one word (totally ordered), and the kernel compares the whole
+//       word.
+//   Writer: writer_mu_.Lock; fetch_or(kWriter) (acq_rel: totally ordered with
+//       the readers' CAS: a reader either got in before, and is counted, or
+//       sees kWriter and waits); then wait for readers == 0: spin, then sleep
+//       on drain_.
+//   drain_: 1 while the writer_mu_ holder may sleep waiting for readers to
+//       leave; the futex word it sleeps on. Written by the holder (store 1,
+//       store 0) and by the last leaving reader (exchange 0).
+//       A: holder: drain_.store(1), then load state_ (both seq_cst); sleep
+//          only if readers > 0. Matches B.
+//       B: reader: state_.fetch_sub(1), then if it was the last reader and
+//          kWriter was set: drain_.exchange(0) (both seq_cst), and
+//          FutexWake(drain_) if it was 1. Matches A.
+//       In the single seq_cst order either the holder's load sees the last
+//       reader leave, or the reader's exchange sees drain_ = 1 and wakes (or
+//       the kernel's compare of drain_ against 1 fails): a Dekker pair.
+//   Readers blocked for a check period (1 ms, doubling to 128 ms: Mutex's
+//       numbers, sync/internal/wait_loop.h) call writer_mu_.TryLock(
+//       check_owner=true): kOwnerDied means the holder is dead; the reader
+//       then does the writer's steps and returns kOwnerDied, exclusive.
+//   Releasing after kOwnerDied without MarkConsistent() sets kNotRecoverable
+//       (pthread's ENOTRECOVERABLE contract).
+// Memory: release/acquire on state_ between holders (the writer's release
+// fetch_and -> the readers' acquire CAS; the readers' seq_cst fetch_sub -> the
+// writer's acquire of state_).
+//
+// Interruption: a writer interrupted while it waits for readers to drain
+// clears kWriter and wakes the readers it shut out (ReleaseWrite); a reader
+// may leave kReadersWaiting set, which costs one useless wake.
+//
+// Costs: uncontended LockShared/UnlockShared and Lock/Unlock make no syscall
+// (read side: one CAS and one RMW; write side: the Mutex's two CASes plus two
+// RMWs). Waiting readers and writers spin briefly (sync_internal::kLockSpins)
+// before they sleep on a futex; a release wakes only sleepers that announced
+// themselves.
+//
+// Shared-memory layout: a Mutex and two std::atomic<uint32_t>; no pointers;
+// trivially destructible; an all-zero RwLock is a valid, unlocked one.
+
 namespace wharf {
 namespace {
 

@@ -10,6 +10,33 @@
 #include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
+// Protocol. word_ = (waiters << 32) | count; the futex is its low half.
+//   acquire: CAS count -> count-1 (acquire) while count > 0. Otherwise spin
+//            read-only (sync_internal::kLockSpins); then add kOneWaiter
+//            (announce) and loop: if count > 0, one CAS takes a permit and
+//            removes the announcement together; else FutexWait(low half, 0).
+//            At the deadline one CAS removes the announcement, taking a
+//            permit if one appeared.
+//   release(n): CAS count -> count+n (release), refusing > max_; if the old
+//            word showed waiters, FutexWake(low half, min(n, waiters)).
+// No lost wake-up without seq_cst: announcing and releasing are RMWs of one
+// word. A release after the announce sees the waiter and wakes it; a release
+// before it makes the count non-zero, so the kernel's compare against 0 fails
+// and FutexWait returns at once. A woken acquirer that loses the permit to a
+// barging one sleeps again: the permit was used, not lost. A timed-out (or
+// interrupted) acquirer was not counted by the kernel's wake, so it steals no
+// wake-up from the other sleepers.
+//
+// Costs: uncontended acquire and release are one CAS each, no syscall;
+// release wakes only when an acquirer has announced that it sleeps.
+//
+// Process death: a process that dies while blocked in acquire leaves its
+// announcement (kOneWaiter) behind: later releases then make one harmless
+// futex-wake syscall each. Nothing hangs.
+//
+// Shared-memory layout: a std::atomic<uint64_t> and a uint32_t written only by
+// the constructor; no pointers; trivially destructible.
+
 namespace wharf {
 namespace {
 

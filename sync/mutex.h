@@ -27,10 +27,11 @@
 //
 // Blocking: Lock/LockUntil/LockFor/lock/try_lock_for/try_lock_until block (a
 // short spin, then a futex sleep; a dead owner is taken over within one or
-// two check periods of 1 ms, doubling to 128 ms) and are interruption points (sync/interrupt.h): a locker that would sleep
-// in the scope of a requested Interrupter throws wharf::Interrupted without
-// the mutex. TryLock, try_lock and Unlock never block. Uncontended, lock and
-// unlock are one CAS each and no syscall.
+// two check periods of 1 ms, doubling to 128 ms) and are interruption points
+// (sync/interrupt.h): a locker that would sleep in the scope of a requested
+// Interrupter throws wharf::Interrupted without the mutex. TryLock, try_lock
+// and Unlock never block. Uncontended, lock and unlock are one CAS each and
+// no syscall.
 //
 // Errors: Lock*() return a LockResult (kOwnerDied, kNotRecoverable,
 // kTimedOut); lock() throws std::system_error(errc::state_not_recoverable)

@@ -339,7 +339,8 @@ void WakesOnRandomEntriesAreNeverLost(int words_n, int bumps_per_waker) {
   }
   for (std::thread& t : threads) t.join();
   // For the log: how often the waiters went into FutexWaitAny.
-  ::testing::Test::RecordProperty(sync_internal::Cat("waits_", words_n), std::to_string(sleeps.load()));
+  ::testing::Test::RecordProperty(sync_internal::Cat("waits_", words_n),
+                                  std::to_string(sleeps.load()));
   std::printf("%d words: %llu waits for %d bumps\n", words_n,
               static_cast<unsigned long long>(sleeps.load()), kWakers * bumps_per_waker);
   for (int w = 0; w < kWaiters; ++w) {

@@ -13,7 +13,6 @@
 #include "wharf/runtime/internal/fd_poller.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/runtime/internal/loop_source.h"
-#include "wharf/sync/futex_wait_any_shim.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/interrupt.h"
 

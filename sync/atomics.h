@@ -1,6 +1,8 @@
 // Atomics: JavaScript's `Atomics` on 32- and 64-bit integer cells anywhere in
 // memory — an ordinary variable, a SharedBuffer view, or a mapping shared by
-// several processes.
+// several processes. Use it to port SharedArrayBuffer code, or for a one-word
+// flag or counter that other threads or processes wait on; for mutual
+// exclusion use a Mutex.
 //
 //   auto cells = buffer.View<int32_t>().value();
 //   wharf::atomics::Add(cells[0], 1);
@@ -8,38 +10,30 @@
 //   wharf::atomics::Notify(cells[1], 1);
 //
 // Cells are int32_t, uint32_t, int64_t or uint64_t, aligned to their size (a
-// SharedBuffer view guarantees it). Every operation is sequentially consistent,
-// as in JS. Read-modify-write operations return the old value, Store returns
-// the value stored, CompareExchange returns the value it found.
+// SharedBuffer view guarantees it). Thread-safety and memory ordering: every
+// operation is atomic and sequentially consistent, as in JS, from any thread
+// of any process mapping the cell. Read-modify-write operations return the old
+// value, Store returns the value stored, CompareExchange returns the value it
+// found.
 //
-// Wait/Notify follow JS semantics: Wait(cell, expected, timeout) returns
+// Blocking: only Wait/WaitUntil. Wait(cell, expected, timeout) returns
 // kNotEqual at once if the cell does not hold `expected`, otherwise sleeps
-// until a Notify on the same cell (kOk) or the timeout (kTimedOut). A Store
-// without Notify wakes no one. Notify(cell, count) wakes up to `count` waiters
-// and returns how many it woke. The futex is used in shared scope, so waiters
-// and notifiers may be in different processes. Two deviations, both towards
-// waking rather than sleeping: a signal delivered to a waiting thread, or a
-// store racing with the very start of the wait (between the value check and
-// the kernel's), end the wait with kOk. Callers re-check their condition, as
-// with any condition wait.
+// until a Notify on the same cell (kOk) or the timeout (kTimedOut); a Store
+// without Notify wakes no one. It errs towards waking: a signal delivered to
+// the waiting thread, a store racing with the very start of the wait (between
+// the value check and the kernel's), and a change of the value during
+// WaitOptions::spin all end it with kOk, so callers re-check their condition,
+// as with any condition wait. Wait is an interruption point
+// (sync/interrupt.h): a thread that would sleep (after the value check and the
+// spin) in the scope of a requested Interrupter throws wharf::Interrupted
+// instead, or wakes and throws it if the request comes while it sleeps; it
+// consumes no Notify, so Notify(cell, n) then wakes n other waiters.
+// Notify(cell, count) never blocks: it wakes up to `count` waiters and returns
+// how many it woke. By default both use the futex in shared scope, so waiters
+// and notifiers may be in different processes (WaitOptions::scope).
 //
-// 64-bit cells: the kernel's futex is 32-bit. Wait on a 64-bit cell queues on
-// both halves with futex_waitv(2), so a change of either half between the
-// value check and the sleep is seen and no Notify is lost (fallback for
-// kernels < 5.16: see FutexWait64).
-//
-// WaitOptions::spin: before sleeping, spin this long watching the cell. A
-// change of the value during the spin ends the wait with kOk — the folly /
-// std::atomic::wait convention, which gives up JS's "a store without notify
-// wakes no one" for the spin window in exchange for a sub-µs hand-off when
-// the notifier is running on another CPU. A waiter that is never notified
-// spins once, then sleeps and uses no CPU.
-//
-// Interruption: Wait/WaitUntil are interruption points (sync/interrupt.h).
-// A thread in the scope of a requested Interrupter that would sleep (after
-// the value check and the spin) throws wharf::Interrupted instead, or wakes
-// and throws it if the request comes while it sleeps. No Notify is consumed
-// by an interrupted waiter: Notify(cell, n) then wakes n other waiters.
+// Errors: none at run time; a misaligned cell is a programming error and
+// aborts (sync/futex.h).
 
 #ifndef WHARF_SYNC_ATOMICS_H_
 #define WHARF_SYNC_ATOMICS_H_
@@ -47,6 +41,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 
 #include "absl/time/clock.h"
@@ -54,7 +49,7 @@
 #include "wharf/sync/futex.h"
 #include "wharf/sync/internal/async_waiters.h"
 #include "wharf/sync/internal/private_waiters.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
 
 namespace wharf {
@@ -63,6 +58,11 @@ enum class WaitResult : uint8_t { kOk, kNotEqual, kTimedOut };
 
 struct WaitOptions {
   // Spin (watching the cell) this long before sleeping. Zero: JS semantics.
+  // A change of the value during the spin ends the wait with kOk — the folly /
+  // std::atomic::wait convention, which gives up JS's "a store without notify
+  // wakes no one" for the spin window in exchange for a sub-µs hand-off when
+  // the notifier is running on another CPU. A waiter that is never notified
+  // spins once, then sleeps and uses no CPU.
   absl::Duration spin = absl::ZeroDuration();
   // kPrivate: only for cells whose waiters and notifiers are all threads of
   // this process. It lets Notify skip its syscall when nobody sleeps, and is
@@ -133,46 +133,47 @@ constexpr bool IsLockFree(int size) {
 // interruption point (sync/interrupt.h): throws Interrupted.
 template <Cell T>
 WaitResult WaitUntil(T& cell, T expected, absl::Time deadline, WaitOptions options = {}) {
+  // 64-bit cells: the kernel's futex is 32-bit, so the sleep queues on both
+  // halves at once (FutexWait64, futex_waitv): a change of either half between
+  // the value check and the sleep is seen and no Notify is lost (for the
+  // fallback on kernels < 5.16, see FutexWait64).
+  using Word = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
   std::atomic_ref<T> ref(cell);
-  if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kNotEqual;
-  if (options.spin > absl::ZeroDuration()) {
-    // Check the clock every 64 pauses: a clock read (~20 ns, vDSO) per pause
-    // would dominate the spin.
-    const absl::Time spin_end = std::min(deadline, absl::Now() + options.spin);
-    for (;;) {
-      for (int i = 0; i < 64; ++i) {
-        sync_internal::CpuRelax();
-        if (ref.load(std::memory_order_seq_cst) != expected) return WaitResult::kOk;
-      }
-      if (absl::Now() >= spin_end) break;
-    }
-  }
-  // kPrivate: announce in the process's waiter table (A, matches B in Notify),
-  // then re-check, so that a Notify that saw no waiter cannot be missed.
+  const auto changed = [&] { return ref.load(std::memory_order_seq_cst) != expected; };
+  if (changed()) return WaitResult::kNotEqual;
   std::atomic<uint32_t>* announced = nullptr;
-  if (options.scope == FutexScope::kPrivate) {
-    announced = &sync_internal::PrivateWaiters(&cell);
-    announced->fetch_add(1, std::memory_order_seq_cst);
-    if (ref.load(std::memory_order_seq_cst) != expected) {
-      announced->fetch_sub(1, std::memory_order_relaxed);
-      return WaitResult::kOk;  // the store raced the start of the wait
-    }
-  }
-  FutexWaitResult r;
-  if constexpr (sizeof(T) == 4) {
-    r = sync_internal::InterruptibleFutexWait(&cell, static_cast<uint32_t>(expected),
-                                              options.scope, deadline);
-  } else {
-    r = sync_internal::InterruptibleFutexWait64(&cell, static_cast<uint64_t>(expected),
-                                                options.scope, deadline);
-  }
+  const sync_internal::WaitEnd end = sync_internal::WaitLoop(
+      // One sleep (JS: any wake is kOk), after the optional spin (a change of
+      // the value during it is kOk: see WaitOptions::spin).
+      {.word = &cell,
+       .scope = options.scope,
+       .spin_pauses = 0,
+       .spin_for = options.spin,
+       .single_sleep = true},
+      deadline, changed,
+      [&]() -> std::optional<Word> {
+        // kPrivate: announce in the process's waiter table (A, matches B in
+        // Notify), then re-check, so that a Notify that saw no waiter cannot
+        // be missed.
+        if (options.scope == FutexScope::kPrivate) {
+          announced = &sync_internal::PrivateWaiters(&cell);
+          announced->fetch_add(1, std::memory_order_seq_cst);
+          if (changed()) {  // the store raced the start of the wait: kOk
+            announced->fetch_sub(1, std::memory_order_relaxed);
+            announced = nullptr;
+            return std::nullopt;
+          }
+        }
+        return static_cast<Word>(expected);
+      });
   if (announced != nullptr) announced->fetch_sub(1, std::memory_order_relaxed);
   // Interrupted: the announcement is withdrawn; no Notify was consumed.
-  if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
-  // kNotEqual here means the cell changed between our check and the kernel's:
-  // a store that raced with the start of the wait, normally followed by its
-  // Notify, which we would miss if we slept again. It counts as woken.
-  return r == FutexWaitResult::kTimedOut ? WaitResult::kTimedOut : WaitResult::kOk;
+  if (end == sync_internal::WaitEnd::kInterrupted) sync_internal::ThrowInterrupted();
+  // kWoken also covers kNotEqual from the kernel: the cell changed between our
+  // check and the kernel's — a store that raced with the start of the wait,
+  // normally followed by its Notify, which we would miss if we slept again.
+  // It counts as woken.
+  return end == sync_internal::WaitEnd::kTimedOut ? WaitResult::kTimedOut : WaitResult::kOk;
 }
 
 template <Cell T>

@@ -3,10 +3,44 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
+
+// Protocol.
+//   state_ = (participants of the next phases << 32) | arrivals still
+//            expected in this phase. Arrivals fetch_sub (acq_rel) from the
+//            low half; ArriveAndDrop also from the high half, in the same
+//            RMW. The RMW that takes the low half to 0 makes its caller the
+//            last arriver, which alone writes state_ next: it stores
+//            (p << 32) | p for the next phase's p participants. No one can
+//            touch state_ meanwhile: every participant of this phase has
+//            arrived, and none arrives again before the phase advances.
+//   phase_ = (phase number << 1) | kWaitersBit. Only the last arriver
+//            advances it, by exchange (release) to the next number with the
+//            bit clear, after the state_ reset; if the old value had the
+//            bit, FutexWake(all). A waiter reads the phase before it arrives
+//            (its own arrival is needed for the phase to end, so the phase
+//            it reads is the one it arrives in), then waits while phase_
+//            still holds that number: spin, CAS the bit in (relaxed), and
+//            FutexWait(phase_, phase | kWaitersBit).
+// No lost wake-up without seq_cst: setting the bit and advancing the phase
+// are RMWs of one word; an advance after the CAS sees the bit, one before
+// it fails the CAS or the kernel's compare.
+// Memory: a participant's writes -> its acq_rel fetch_sub -> (release
+// sequence) the last arriver's acq_rel fetch_sub -> its release exchange of
+// phase_ -> the waiter's acquire load of phase_.
+//
+// Cost: an arrival is one atomic RMW; the last arrival makes a futex wake only
+// if a participant announced that it sleeps. A waiter spins briefly
+// (sync_internal::kLockSpins) before it announces itself and sleeps.
+// Interruption: an interrupted waiter's kWaitersBit may cost the last arriver
+// one wake syscall.
+//
+// Shared-memory layout: a std::atomic<uint64_t> and a std::atomic<uint32_t>;
+// trivially destructible.
 
 namespace wharf {
 namespace {
@@ -60,31 +94,30 @@ void Barrier::ArriveAndDrop() {
 }
 
 bool Barrier::WaitSlow(uint32_t phase, absl::Time deadline) const {
-  // Phase 1: bounded read-only spin, for the last arriver running elsewhere.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (PhaseDone(phase)) return true;
-  }
-  // Phase 2: announce (kWaitersBit) and sleep while phase_ is unchanged.
+  using sync_internal::WaitEnd;
   const uint32_t sleeping = phase | kWaitersBit;
-  for (;;) {
-    uint32_t seen = phase_.load(std::memory_order_acquire);
-    if ((seen & ~kWaitersBit) != phase) return true;
-    if (seen != sleeping &&
-        !phase_.compare_exchange_weak(seen, sleeping, std::memory_order_relaxed,
-                                      std::memory_order_relaxed)) {
-      continue;
-    }
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&phase_, sleeping, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut) return PhaseDone(phase);
-    // Interrupted: as a timed-out waiter, the arrival still counts and
-    // kWaitersBit may cost the last arriver one wake syscall.
-    if (r == FutexWaitResult::kInterrupted) {
-      if (PhaseDone(phase)) return true;
-      sync_internal::ThrowInterrupted();
-    }
-  }
+  const WaitEnd end = sync_internal::WaitLoop(
+      {.word = &phase_, .scope = FutexScope::kShared}, deadline,
+      // Spin for the last arriver running elsewhere.
+      [&] { return PhaseDone(phase); },
+      // Announce (CAS kWaitersBit in: the RMW pair with CompletePhase's
+      // exchange) and sleep while phase_ is unchanged.
+      [&]() -> std::optional<uint32_t> {
+        for (;;) {
+          uint32_t seen = phase_.load(std::memory_order_acquire);
+          if ((seen & ~kWaitersBit) != phase) return std::nullopt;
+          if (seen == sleeping ||
+              phase_.compare_exchange_weak(seen, sleeping, std::memory_order_relaxed,
+                                           std::memory_order_relaxed)) {
+            return sleeping;
+          }
+        }
+      });
+  if (end == WaitEnd::kTimedOut) return PhaseDone(phase);
+  // Interrupted: as a timed-out waiter, the arrival still counts and
+  // kWaitersBit may cost the last arriver one wake syscall.
+  if (end == WaitEnd::kInterrupted && !PhaseDone(phase)) sync_internal::ThrowInterrupted();
+  return true;
 }
 
 }  // namespace wharf

@@ -10,35 +10,25 @@
 // is released (std::barrier's completion step). Use it for lock-step rounds
 // of a simulation or a benchmark; use Latch for a one-shot count.
 //
-// Thread-safety: every method may be called concurrently by the participants.
-// Each participant arrives at most once per phase (as std::barrier); arriving
-// more times than the phase has participants left aborts with a message.
+// Thread-safety: every method may be called concurrently by the participants;
+// each arrives at most once per phase (as std::barrier). Memory ordering:
+// everything a participant did before arriving in a phase is visible to every
+// participant after its wait for that phase returned, and to the completion
+// callable.
 //
-// Memory ordering: everything a participant did before arriving in a phase is
-// visible to every participant after its wait for that phase returned, and to
-// the completion callable (arrivals are acq_rel RMWs on one word; the last
-// arriver publishes the next phase with a release RMW that waiters acquire).
+// Blocking: ArriveAndWait, arrive_and_wait, wait and WaitUntil/WaitFor block
+// until the phase completes, and are interruption points (sync/interrupt.h):
+// an interrupted participant throws wharf::Interrupted after its arrival was
+// counted — the phase completes without it waiting (as after a WaitUntil
+// deadline), and it must not arrive again in that phase. The last arriver
+// never waits, so a completion is never interrupted. arrive and ArriveAndDrop
+// never block; an arrival is one atomic RMW.
 //
-// count 0: a barrier with no participants. Arriving at it (or at one whose
-// participants all dropped out) is a programming error and aborts.
-//
-// Process death: a participant that dies before arriving stalls the phase
-// forever: everyone else waits. Use WaitUntil() where participants may die.
-//
-// Interruption: ArriveAndWait, arrive_and_wait, wait and WaitUntil/WaitFor
-// are interruption points (sync/interrupt.h). A participant that would sleep
-// in the scope of a requested Interrupter throws wharf::Interrupted — after
-// its arrival was counted: the phase completes without it waiting (as after
-// a WaitUntil deadline), and it must not arrive again in that phase. The
-// completion of ArriveAndWait(completion) runs in the last arriver, which
-// never waits, so it is never interrupted. arrive and ArriveAndDrop never are.
-//
-// Cost: an arrival is one atomic RMW; the last arrival makes a futex wake only
-// if a participant announced that it sleeps. A waiter spins briefly
-// (sync_internal::kLockSpins) before it announces itself and sleeps.
-//
-// Shared-memory layout: a std::atomic<uint64_t> and a std::atomic<uint32_t>;
-// trivially destructible.
+// Errors: arriving more times than the phase has participants left, or at a
+// barrier with no participants (count 0, or all dropped), aborts with a
+// message. Process death: a participant that dies before arriving stalls the
+// phase forever; use WaitUntil() where participants may die. It is trivially
+// destructible. Protocol and costs: barrier.cc.
 
 #ifndef WHARF_SYNC_BARRIER_H_
 #define WHARF_SYNC_BARRIER_H_
@@ -152,29 +142,8 @@ class Barrier {
   void CompletePhase(uint32_t phase);
   bool WaitSlow(uint32_t phase, absl::Time deadline) const;
 
-  // Protocol.
-  //   state_ = (participants of the next phases << 32) | arrivals still
-  //            expected in this phase. Arrivals fetch_sub (acq_rel) from the
-  //            low half; ArriveAndDrop also from the high half, in the same
-  //            RMW. The RMW that takes the low half to 0 makes its caller the
-  //            last arriver, which alone writes state_ next: it stores
-  //            (p << 32) | p for the next phase's p participants. No one can
-  //            touch state_ meanwhile: every participant of this phase has
-  //            arrived, and none arrives again before the phase advances.
-  //   phase_ = (phase number << 1) | kWaitersBit. Only the last arriver
-  //            advances it, by exchange (release) to the next number with the
-  //            bit clear, after the state_ reset; if the old value had the
-  //            bit, FutexWake(all). A waiter reads the phase before it arrives
-  //            (its own arrival is needed for the phase to end, so the phase
-  //            it reads is the one it arrives in), then waits while phase_
-  //            still holds that number: spin, CAS the bit in (relaxed), and
-  //            FutexWait(phase_, phase | kWaitersBit).
-  // No lost wake-up without seq_cst: setting the bit and advancing the phase
-  // are RMWs of one word; an advance after the CAS sees the bit, one before
-  // it fails the CAS or the kernel's compare.
-  // Memory: a participant's writes -> its acq_rel fetch_sub -> (release
-  // sequence) the last arriver's acq_rel fetch_sub -> its release exchange of
-  // phase_ -> the waiter's acquire load of phase_.
+  // state_: participants and arrivals still expected; phase_: the phase
+  // number and kWaitersBit, the futex word. Protocol: barrier.cc.
   std::atomic<uint64_t> state_;
   mutable std::atomic<uint32_t> phase_{0};
 };

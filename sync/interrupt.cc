@@ -3,6 +3,22 @@
 #include <climits>
 #include <exception>
 
+// Mechanism. An Interrupter is one 32-bit word, 0 until Request() stores 1
+// (release) and wakes every sleeper on it (A in Request, matches B in the
+// sleepers' acquire loads). An interruptible sleep waits on the primitive's
+// futex word and the interrupter's word at once with futex_waitv(2) (Linux >=
+// 5.16; FutexWaitOrInterrupt in sync/futex.cc, interrupt word first so that a
+// consumed FutexWake is never reported as kInterrupted); on older kernels it
+// sleeps in slices of 1 ms and re-checks the Interrupter between them, so a
+// request is noticed within a slice. The primitives reach it through the wait
+// loop (sync/internal/wait_loop.h) and InterruptibleFutexWait below.
+//
+// Cost: Request() is a store and one futex-wake syscall. A wait that does not
+// sleep never reads the Interrupter; one that sleeps reads two thread-locals
+// and std::uncaught_exceptions() (ActiveInterruptWord) per sleep.
+// The interrupter's word is waited on with private scope: an Interrupter is
+// never shared between processes.
+
 namespace wharf {
 namespace {
 

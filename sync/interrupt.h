@@ -1,6 +1,7 @@
 // Interruption: a way for one thread to make another thread's blocking Wharf
 // waits give up, by throwing wharf::Interrupted out of them — Boost.Thread's
-// "interruption points", for the primitives of sync/.
+// "interruption points", for the primitives of sync/. Use it to stop a worker
+// thread that may be asleep in a lock, a condition wait or a queue.
 //
 //   wharf::Interrupter interrupter;            // owned by whoever starts the thread
 //   std::thread t([&] {
@@ -17,20 +18,17 @@
 // Wharf wait that would put that thread to sleep is an interruption point of
 // the scope's Interrupter: atomics::Wait/WaitUntil, Mutex::Lock/LockUntil/
 // LockFor/lock/try_lock_for/try_lock_until, CondVar waits, Semaphore acquires,
-// RwLock Lock*/LockShared* (and the std names), Latch waits, Barrier waits and
-// Notification waits. When the Interrupter is requested before or during
-// such a sleep, the wait cleans up exactly as it does at a deadline and throws
-// Interrupted. A wait that does not need to sleep (an uncontended lock, a
-// value already changed, a permit available) returns normally and does not
-// look at the Interrupter: the fast paths cost nothing extra. Where a
-// primitive leaves state behind on interruption, it is what a timed-out wait
-// leaves (each header's "Interruption" note says what).
-//
-// Not interruption points: try_* calls, FutexWait itself, and every wait
-// made while an UninterruptibleScope is alive on the thread (library
-// internals, destructors) or while an exception is propagating
-// (std::uncaught_exceptions() > 0: an interruption never throws during
-// unwinding). A thread without an InterruptibleScope is never interrupted.
+// RwLock Lock*/LockShared* (and the std names), Latch, Barrier and
+// Notification waits. When the Interrupter is requested before or during such
+// a sleep, the wait cleans up exactly as it does at a deadline (each header
+// says what that leaves) and throws Interrupted. A wait that does not need to
+// sleep (an uncontended lock, a value already changed, a permit available)
+// returns normally and does not look at the Interrupter: the fast paths cost
+// nothing extra. Not interruption points: try_* calls, FutexWait itself, and
+// every wait made while an UninterruptibleScope is alive on the thread
+// (library internals, destructors; MutexLock) or while an exception is
+// propagating (std::uncaught_exceptions() > 0). A thread without an
+// InterruptibleScope is never interrupted.
 //
 // The request is sticky: once Request() was called, every later interruption
 // point on a thread in that Interrupter's scope throws again, so a
@@ -40,23 +38,17 @@
 // swallow it.
 //
 // Thread-safety: Request() and requested() may be called from any thread at
-// any time, also after the target thread left its scope. The scopes are
-// per-thread RAII objects: create and destroy them on the thread they govern,
-// in LIFO order. The Interrupter must outlive every scope that names it.
-//
-// Memory ordering: everything a thread did before Request() is visible to the
-// interrupted thread after it caught Interrupted (release store, acquire load
-// of the interrupter's word).
-//
-// Cost: Request() is a store and one futex-wake syscall. An interruptible
-// sleep waits on two futex words at once with futex_waitv(2) (Linux >= 5.16);
-// on older kernels it sleeps in slices of 2 ms and re-checks the Interrupter
-// between them, so a request is noticed within a slice.
+// any time, also after the target thread left its scope; Request() never
+// blocks. The scopes are per-thread RAII objects: create and destroy them on
+// the thread they govern, in LIFO order. The Interrupter must outlive every
+// scope that names it. Memory ordering: everything a thread did before
+// Request() is visible to the interrupted thread after it caught Interrupted.
 //
 // Limits: only Wharf's waits are interruption points. A thread blocked in
 // read(2), std::mutex, std::condition_variable, sleep_for or a computation is
 // not interrupted; it notices the request at its next interruption point (or
-// by polling requested(), or calling InterruptionPoint()).
+// by polling requested(), or calling InterruptionPoint()). An Interrupter
+// works within one process. Mechanism and costs: interrupt.cc.
 
 #ifndef WHARF_SYNC_INTERRUPT_H_
 #define WHARF_SYNC_INTERRUPT_H_
@@ -136,8 +128,9 @@ class UninterruptibleScope {
 
 // std::lock_guard whose lock() is not an interruption point: for locks held
 // by library internals, whose callers (destructors, event handlers) must not
-// see Interrupted. Works with any Lockable (Mutex, RwLock). The critical
-// section itself stays interruptible; only the acquisition is shielded.
+// see Interrupted. Works with any Lockable (Mutex, RwLock); for a Mutex spell
+// it MutexLock (wharf/sync/mutex.h). The critical section itself stays
+// interruptible; only the acquisition is shielded.
 template <class Lockable>
 class UninterruptibleLock {
  public:

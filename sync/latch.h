@@ -1,5 +1,6 @@
 // Latch: a single-use downward counter that threads or processes wait on until
-// it reaches zero — std::latch, in 4 bytes that can live in shared memory.
+// it reaches zero — std::latch, in 4 bytes that can live in shared memory
+// (trivially destructible).
 //
 // Construct it with the number of events to wait for; each event calls
 // count_down(); waiters block in wait() until the count is zero, after which
@@ -8,29 +9,22 @@
 // reset: use Barrier for repeated rendezvous, Notification when N is 1.
 //
 // Thread-safety: every method may be called concurrently from any thread or
-// process mapping the latch. Counting down more than the remaining count is a
-// programming error and aborts with a message (std::latch: undefined).
+// process mapping the latch. Memory ordering: everything a thread did before
+// its count_down() is visible to every thread after its wait()/try_wait()/
+// WaitUntil() returned true.
 //
-// Memory ordering: everything a thread did before its count_down() is visible
-// to every thread after its wait()/try_wait()/WaitUntil() returned true (each
-// count_down is a release RMW, and the releases of all count_downs form one
-// release sequence that the waiter's acquire load of zero reads from).
+// Blocking: wait, arrive_and_wait and WaitUntil/WaitFor block until the count
+// is zero, and are interruption points (sync/interrupt.h): a waiter that
+// would sleep in the scope of a requested Interrupter throws
+// wharf::Interrupted (a latch found open returns normally; arrive_and_wait's
+// count_down has happened by then). try_wait and count_down never block;
+// count_down makes a syscall only when it opens the latch for a sleeper.
 //
-// Process death: a latch has no owner. If a process dies before counting
-// down, the count never reaches zero and waiters sleep forever: wait with
-// WaitUntil() when a counting process may die. A dying waiter costs nothing.
-//
-// Interruption: wait, arrive_and_wait and WaitUntil/WaitFor are interruption
-// points (sync/interrupt.h): a waiter that would sleep in the scope of a
-// requested Interrupter throws wharf::Interrupted (a latch found open returns
-// normally). arrive_and_wait's count_down has happened by then. try_wait and
-// count_down never are.
-//
-// Cost: count_down() is one CAS and makes a syscall only when it reaches zero
-// with a sleeper announced. A waiter spins briefly (sync_internal::kLockSpins)
-// before it announces itself and sleeps on the futex.
-//
-// Shared-memory layout: one std::atomic<uint32_t>; trivially destructible.
+// Errors: counting down more than the remaining count is a programming error
+// and aborts with a message (std::latch: undefined). Process death: a latch
+// has no owner; if a process dies before counting down, the count never
+// reaches zero and waiters sleep forever — wait with WaitUntil() when a
+// counting process may die. Protocol and costs: latch.cc.
 
 #ifndef WHARF_SYNC_LATCH_H_
 #define WHARF_SYNC_LATCH_H_
@@ -96,18 +90,7 @@ class Latch {
  private:
   bool WaitSlow(absl::Time deadline) const;
 
-  // Protocol. word_ = kWaitersBit | remaining count.
-  //   count_down(n): CAS loop old -> old - n (release), refusing n > count.
-  //           The CAS that reaches zero also clears kWaitersBit, and if the
-  //           old word had it, FutexWake(all).
-  //   wait:   acquire-load; count 0 -> done. Spin read-only. Then CAS in
-  //           kWaitersBit (relaxed) and FutexWait(word_, count|kWaitersBit);
-  //           re-check after every return.
-  // No lost wake-up without a seq_cst fence: the announcing CAS and the
-  // count_down CAS are RMWs of one word, so they are totally ordered. A
-  // count_down after the announce sees the bit and wakes; one before it makes
-  // the waiter's expected value stale, so the kernel's compare fails and
-  // FutexWait returns at once.
+  // kWaitersBit | remaining count; the futex word. Protocol: latch.cc.
   // Mutable: waiters announce themselves through const methods.
   mutable std::atomic<uint32_t> word_;
 };

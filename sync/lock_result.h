@@ -5,7 +5,10 @@
 // repairs the data the lock protects and calls MarkConsistent() before
 // unlocking. Unlocking without MarkConsistent() makes the lock permanently
 // unusable: every later acquisition returns kNotRecoverable (the contract of
-// pthread_mutex_consistent / ENOTRECOVERABLE).
+// pthread_mutex_consistent / ENOTRECOVERABLE). Beware the std names (lock(),
+// std::scoped_lock): they cannot return kOwnerDied (see wharf/sync/mutex.h).
+//
+// Plain values and pure functions: thread-safe, never blocking, no errors.
 
 #ifndef WHARF_SYNC_LOCK_RESULT_H_
 #define WHARF_SYNC_LOCK_RESULT_H_

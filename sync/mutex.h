@@ -1,43 +1,43 @@
 // Mutex: a robust, process-shared mutual-exclusion lock in 8 bytes.
 //
-// Use it like std::mutex (it meets Lockable and TimedLockable, so
-// std::scoped_lock / std::unique_lock work) in ordinary memory, or construct it
-// in place inside a SharedBuffer/SharedSegment and lock it from several
-// processes. Unlike std::mutex it is robust: if the thread or process holding
-// it dies, the next locker acquires it and Lock() returns
-// LockResult::kOwnerDied; that locker repairs the protected data and calls
-// MarkConsistent() before unlock(). Unlocking without MarkConsistent() makes
-// the mutex permanently unusable (kNotRecoverable), as with
-// pthread_mutex_consistent.
+// The hazard first. If the thread or process holding a Mutex dies, the next
+// locker acquires it in the owner-died state. std::scoped_lock,
+// std::lock_guard, std::unique_lock and lock() take it SILENTLY in that state,
+// and the guard's unlock() then makes the mutex kNotRecoverable forever: every
+// later lock() throws, every Lock() fails. Wherever an owner may die (the
+// mutex lives in shared memory, a process can be killed), lock with Lock() and
+// handle kOwnerDied — repair the protected data, then MarkConsistent():
 //
-// Memory ordering: everything a thread did before unlock() is visible to the
-// thread whose lock() acquires the mutex next (release/acquire on the word),
-// in any process mapping it.
+//   const wharf::LockResult r = mu.Lock();
+//   if (r == wharf::LockResult::kNotRecoverable) return Broken();  // never again
+//   if (r == wharf::LockResult::kOwnerDied) { Repair(data); (void)mu.MarkConsistent(); }
+//   Update(data);
+//   mu.Unlock();
 //
-// Cost: uncontended lock+unlock is one CAS each and no syscall. A contended
-// locker spins briefly (kMutexSpins pauses, ~0.3 us: longer spins made the
-// 2-thread contended benchmark 1.9x slower by stealing the lock's cache line),
-// then sleeps on the futex (shared scope); the unlocker
-// calls futex wake only if a sleeper announced itself. Owner death is noticed
-// by a sleeper that waited a whole check period (1 ms, doubling to 128 ms)
-// and then finds the owner's thread gone from /proc — so a dead owner is
-// replaced within ~1-2 check periods, at no cost while owners are alive.
+// Otherwise use it like std::mutex: it meets Lockable and TimedLockable, in
+// ordinary memory or constructed in place inside a SharedBuffer/SharedSegment
+// and locked from several processes (an all-zero Mutex is unlocked, and it is
+// trivially destructible). For a lock held by library internals, use
+// MutexLock (below): its acquisition never throws Interrupted.
 //
-// Shared-memory layout: one std::atomic<uint64_t>, no pointers, no vtable;
-// trivially destructible; an all-zero Mutex is an unlocked one, so zero-filled
-// shared memory already holds valid mutexes. All processes must share a PID
-// namespace.
+// Thread-safety: every method may be called concurrently from any thread of
+// any process mapping the mutex (all of them in one PID namespace). Memory
+// ordering: everything a thread did before unlock() is visible to the thread
+// whose lock() acquires the mutex next, in any process.
 //
-// Interruption: Lock/LockUntil/LockFor/lock/try_lock_for/try_lock_until are
-// interruption points (sync/interrupt.h): a locker that would sleep in the
-// scope of a requested Interrupter throws wharf::Interrupted without the
-// mutex, as a timed-out locker leaves. Its kWaitersBit may stay set: that
-// costs the owner one useless futex-wake syscall at its next unlock, nothing
-// else. TryLock/try_lock never are.
+// Blocking: Lock/LockUntil/LockFor/lock/try_lock_for/try_lock_until block (a
+// short spin, then a futex sleep; a dead owner is taken over within one or
+// two check periods of 1 ms, doubling to 128 ms) and are interruption points
+// (sync/interrupt.h): a locker that would sleep in the scope of a requested
+// Interrupter throws wharf::Interrupted without the mutex. TryLock, try_lock
+// and Unlock never block. Uncontended, lock and unlock are one CAS each and
+// no syscall.
 //
-// Misuse (unlocking a mutex the calling thread does not hold, locking it twice
-// from one thread) aborts with a message in every build mode: the check costs
-// nothing because ownership is in the word.
+// Errors: Lock*() return a LockResult (kOwnerDied, kNotRecoverable,
+// kTimedOut); lock() throws std::system_error(errc::state_not_recoverable)
+// on a not-recoverable mutex. Misuse — unlocking a mutex the calling thread
+// does not hold, locking it twice from one thread — aborts with a message in
+// every build mode. Protocol and costs: mutex.cc.
 
 #ifndef WHARF_SYNC_MUTEX_H_
 #define WHARF_SYNC_MUTEX_H_
@@ -52,6 +52,7 @@
 #include "absl/time/time.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/internal/thread_identity.h"
+#include "wharf/sync/interrupt.h"
 #include "wharf/sync/lock_result.h"
 
 namespace wharf {
@@ -116,8 +117,9 @@ class Mutex {
 
   // Standard Lockable / TimedLockable. lock() throws std::system_error
   // (errc::state_not_recoverable) on a not-recoverable mutex, as std::mutex
-  // throws on failure (and Interrupted when interrupted, like Lock()); after owner death it acquires and leaves the mutex
-  // inconsistent (check with Lock() where owners may die).
+  // throws on failure, and Interrupted when interrupted (as Lock()). After
+  // owner death it acquires and leaves the mutex inconsistent: see the hazard
+  // in the file comment.
   void lock();
   bool try_lock() { return Acquired(TryLock()); }
   void unlock() { Unlock(); }
@@ -159,30 +161,23 @@ class Mutex {
   }
   void UnlockSlow(uint64_t seen);
 
-  // Protocol (a robust variant of Drepper's three-state futex mutex).
-  // word_ = (owner tag << 32) | flags | owner TID; 0 = unlocked.
-  //   Lock:   CAS 0 -> me (acquire). Contended: spin read-only; then set
-  //           kWaitersBit (CAS), futex-wait on the low half with a check
-  //           period; on wake, CAS 0 -> me|kWaitersBit (a woken sleeper cannot
-  //           know it was the last one, so it keeps the bit, as Drepper's
-  //           "lock with 2"). After a period expires with the same owner, read
-  //           /proc; if the owner is dead, CAS its exact word ->
-  //           me|kWaitersBit|kOwnerDiedBit: only one survivor wins.
-  //   Unlock: CAS me -> 0 (release). Fails only if a flag is set: with
-  //           kOwnerDiedBit the word becomes kNotRecoverableWord and all
-  //           sleepers are woken; otherwise exchange 0 (release) and wake one
-  //           sleeper if kWaitersBit was set.
-  // Only the owner clears the word; only lockers set kWaitersBit; only a
-  // survivor of a dead owner sets kOwnerDiedBit; only the owner clears it
-  // (MarkConsistent). Every transition is a CAS on the whole 64-bit word, so
-  // the tag and TID change together. The futex compares the low half only
-  // (TID and flags), which is what changes on every unlock.
+  // (owner tag << 32) | kWaitersBit | kOwnerDiedBit | owner TID; 0 = unlocked.
+  // The protocol: mutex.cc.
   std::atomic<uint64_t> word_{0};
 };
 
 static_assert(sizeof(Mutex) == 8 && alignof(Mutex) == 8);
 static_assert(std::is_trivially_destructible_v<Mutex>);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+// A scoped lock of a Mutex whose acquisition is not an interruption point
+// (UninterruptibleLock<Mutex>, sync/interrupt.h): for locks held by library
+// internals, destructors and handlers, which must never see Interrupted.
+// The critical section itself stays interruptible. Like std::lock_guard it
+// calls lock(): see the hazard at the top of this file where an owner may die.
+//
+//   wharf::MutexLock lock(mu_);
+using MutexLock = UninterruptibleLock<Mutex>;
 
 }  // namespace wharf
 

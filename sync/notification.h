@@ -4,32 +4,29 @@
 // WaitForNotification() or a deadline variant, or poll HasBeenNotified().
 // Abseil's absl::Notification with the same names, in 4 bytes that can live in
 // shared memory: construct it in place inside a SharedBuffer/SharedSegment and
-// notify and wait from several processes. Use it for "X is ready" (a child
-// process has attached, an initialisation finished); use Latch to wait for N
-// such events and Barrier for repeated rendezvous.
+// notify and wait from several processes (an all-zero Notification is a
+// fresh, un-notified one; trivially destructible). Use it for "X is ready" (a
+// child process has attached, an initialisation finished); use Latch to wait
+// for N such events and Barrier for repeated rendezvous.
 //
 // Thread-safety: every method may be called concurrently from any thread or
 // process; Notify() at most once per object.
 //
 // Memory ordering: if X calls Notify(), everything X did before Notify() is
 // visible to any Y after Y's HasBeenNotified() returned true or Y's wait
-// returned true (release/acquire on the word), in any process mapping it.
+// returned true, in any process mapping it.
 //
-// Process death: a Notification has no owner. If the process that would have
-// called Notify() dies first, waiters sleep forever; wait with a deadline when
-// the notifier may die. A waiter that dies costs nothing.
+// Blocking: the WaitForNotification* calls block until notified (or the
+// deadline) and are interruption points (sync/interrupt.h): a waiter that
+// would sleep in the scope of a requested Interrupter throws
+// wharf::Interrupted (a notification found done returns normally). Notify and
+// HasBeenNotified never block; Notify() with no waiter makes no syscall.
 //
-// Interruption: the WaitForNotification* calls are interruption points
-// (sync/interrupt.h): a waiter that would sleep in the scope of a requested
-// Interrupter throws wharf::Interrupted (a notification found done returns
-// normally). Notify and HasBeenNotified never are.
-//
-// Cost: Notify() with no waiter is one atomic RMW and no syscall; a waiter
-// that finds the notification done pays one load. A waiter spins briefly
-// (sync_internal::kLockSpins), then announces itself and sleeps on the futex.
-//
-// Shared-memory layout: one std::atomic<uint32_t>, trivially destructible; an
-// all-zero Notification is a fresh, un-notified one.
+// Errors: a second Notify() is a programming error and aborts with a message
+// (as Abseil's). Process death: a Notification has no owner; if the process
+// that would have called Notify() dies first, waiters sleep forever — wait
+// with a deadline when the notifier may die. Protocol and costs:
+// notification.cc.
 
 #ifndef WHARF_SYNC_NOTIFICATION_H_
 #define WHARF_SYNC_NOTIFICATION_H_
@@ -85,18 +82,7 @@ class Notification {
  private:
   bool WaitSlow(absl::Time deadline) const;
 
-  // Protocol. word_ holds two bits; it only ever gains bits.
-  //   Notify: fetch_or(kNotified) (release: publishes the notifier's writes).
-  //           If the old value had kNotified: misuse, abort. If it had
-  //           kWaiters: FutexWake(all).
-  //   Wait:   load (acquire); if kNotified, done. Spin read-only. Then CAS
-  //           0 -> kWaiters (relaxed) to announce, and FutexWait(word_,
-  //           kWaiters); re-check on every return.
-  // No wake-up is lost without any seq_cst fence: both sides modify the same
-  // word with RMWs, so they are totally ordered. If the waiter's CAS came
-  // first, Notify's fetch_or sees kWaiters and wakes; if Notify came first,
-  // the CAS fails (the word is kNotified), or the kernel's compare in
-  // FutexWait sees kNotified|kWaiters != kWaiters and returns at once.
+  // kNotified | kWaiters; the futex word. Protocol: notification.cc.
   // Mutable: waiters announce themselves through a const method.
   mutable std::atomic<uint32_t> word_{0};
 };

@@ -4,22 +4,73 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <system_error>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/internal/spin.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
+
+// Protocol (writer preference over one state word, a drain word and an
+// internal robust Mutex).
+//   writer_mu_: held by the exclusive holder (a writer, or a reader that took
+//       over from a dead writer) from before it sets kWriter until after it
+//       clears it, for the whole critical section; so kWriter set =>
+//       writer_mu_ held (by a live or a dead thread). Writers queue on it; its
+//       owner-death detection is the RwLock's. When it reports kOwnerDied the
+//       RwLock records the fact in kInconsistent and marks the Mutex itself
+//       consistent at once: the RwLock, not the Mutex, tracks the repair (so a
+//       holder may time out and leave the recovery to the next one).
+//   state_ = kNotRecoverable | kInconsistent | kWriter | kReadersWaiting |
+//       readers. Readers CAS readers+1 (acquire) while none of kWriter,
+//       kInconsistent, kNotRecoverable is set, and fetch_sub 1 to leave (B
+//       below). Only the writer_mu_ holder sets/clears kWriter and
+//       kInconsistent, and sets kNotRecoverable (then never cleared). Waiting
+//       readers CAS kReadersWaiting in and FutexWait(state_); the holder's
+//       release clears kWriter|kReadersWaiting in one fetch_and (release) and
+//       wakes all readers if the bit was set. No lost wake-up: all these are
+//       RMWs of one word (totally ordered), and the kernel compares the whole
+//       word.
+//   Writer: writer_mu_.Lock; fetch_or(kWriter) (acq_rel: totally ordered with
+//       the readers' CAS: a reader either got in before, and is counted, or
+//       sees kWriter and waits); then wait for readers == 0: spin, then sleep
+//       on drain_.
+//   drain_: 1 while the writer_mu_ holder may sleep waiting for readers to
+//       leave; the futex word it sleeps on. Written by the holder (store 1,
+//       store 0) and by the last leaving reader (exchange 0).
+//       A: holder: drain_.store(1), then load state_ (both seq_cst); sleep
+//          only if readers > 0. Matches B.
+//       B: reader: state_.fetch_sub(1), then if it was the last reader and
+//          kWriter was set: drain_.exchange(0) (both seq_cst), and
+//          FutexWake(drain_) if it was 1. Matches A.
+//       In the single seq_cst order either the holder's load sees the last
+//       reader leave, or the reader's exchange sees drain_ = 1 and wakes (or
+//       the kernel's compare of drain_ against 1 fails): a Dekker pair.
+//   Readers blocked for a check period (1 ms, doubling to 128 ms: Mutex's
+//       numbers, sync/internal/wait_loop.h) call writer_mu_.TryLock(
+//       check_owner=true): kOwnerDied means the holder is dead; the reader
+//       then does the writer's steps and returns kOwnerDied, exclusive.
+//   Releasing after kOwnerDied without MarkConsistent() sets kNotRecoverable
+//       (pthread's ENOTRECOVERABLE contract).
+// Memory: release/acquire on state_ between holders (the writer's release
+// fetch_and -> the readers' acquire CAS; the readers' seq_cst fetch_sub -> the
+// writer's acquire of state_).
+//
+// Interruption: a writer interrupted while it waits for readers to drain
+// clears kWriter and wakes the readers it shut out (ReleaseWrite); a reader
+// may leave kReadersWaiting set, which costs one useless wake.
+//
+// Costs: uncontended LockShared/UnlockShared and Lock/Unlock make no syscall
+// (read side: one CAS and one RMW; write side: the Mutex's two CASes plus two
+// RMWs). Waiting readers and writers spin briefly (sync_internal::kLockSpins)
+// before they sleep on a futex; a release wakes only sleepers that announced
+// themselves.
+//
+// Shared-memory layout: a Mutex and two std::atomic<uint32_t>; no pointers;
+// trivially destructible; an all-zero RwLock is a valid, unlocked one.
 
 namespace wharf {
 namespace {
-
-// How long a blocked reader waits before it checks whether the exclusive
-// holder is alive, and the cap of the doubling: Mutex's numbers, for the same
-// reasons (a dead writer costs a reader ~1-2 ms; a live long-held write lock
-// costs each sleeping reader one /proc read per period, at most ~5 µs per
-// 128 ms).
-constexpr absl::Duration kFirstCheckPeriod = absl::Milliseconds(1);
-constexpr absl::Duration kMaxCheckPeriod = absl::Milliseconds(128);
 
 [[noreturn]] void RwLockFatal(const char* what) {
   std::fprintf(stderr, "wharf::RwLock misuse: %s\n", what);
@@ -73,27 +124,26 @@ LockResult RwLock::Exclude(LockResult mu_result, absl::Time deadline) {
 }
 
 RwLock::Drain RwLock::WaitForReaders(absl::Time deadline) {
-  // Phase 1: bounded read-only spin, for short read sections on other CPUs.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    if (Readers(state_.load(std::memory_order_acquire)) == 0) return Drain::kDrained;
-  }
-  // Phase 2: announce on drain_ and sleep until the last reader leaves.
-  for (;;) {
-    // A: seq_cst store then seq_cst load. Matches B in UnlockShared.
-    drain_.store(1, std::memory_order_seq_cst);
-    if (Readers(state_.load(std::memory_order_seq_cst)) == 0) {
-      drain_.store(0, std::memory_order_relaxed);
-      return Drain::kDrained;
-    }
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&drain_, 1, FutexScope::kShared, deadline);
-    if (r == FutexWaitResult::kTimedOut || r == FutexWaitResult::kInterrupted) {
-      drain_.store(0, std::memory_order_relaxed);
-      if (Readers(state_.load(std::memory_order_acquire)) == 0) return Drain::kDrained;
-      return r == FutexWaitResult::kTimedOut ? Drain::kTimedOut : Drain::kInterrupted;
-    }
-  }
+  using sync_internal::WaitEnd;
+  const WaitEnd end = sync_internal::WaitLoop(
+      {.word = &drain_, .scope = FutexScope::kShared}, deadline,
+      // Spin for short read sections on other CPUs.
+      [&] { return Readers(state_.load(std::memory_order_acquire)) == 0; },
+      // Announce on drain_ and sleep until the last reader leaves.
+      [&]() -> std::optional<uint32_t> {
+        // A: seq_cst store then seq_cst load. Matches B in UnlockShared.
+        drain_.store(1, std::memory_order_seq_cst);
+        if (Readers(state_.load(std::memory_order_seq_cst)) == 0) {
+          drain_.store(0, std::memory_order_relaxed);
+          return std::nullopt;
+        }
+        return 1;
+      });
+  if (end == WaitEnd::kReady || end == WaitEnd::kWoken) return Drain::kDrained;
+  // Timed out or interrupted: withdraw; the readers may have left meanwhile.
+  drain_.store(0, std::memory_order_relaxed);
+  if (Readers(state_.load(std::memory_order_acquire)) == 0) return Drain::kDrained;
+  return end == WaitEnd::kTimedOut ? Drain::kTimedOut : Drain::kInterrupted;
 }
 
 void RwLock::ReleaseWrite() {
@@ -157,65 +207,89 @@ LockResult RwLock::TryLockShared() {
 }
 
 LockResult RwLock::LockSharedSlow(absl::Time deadline) {
-  // Phase 1: bounded read-only spin, for a writer finishing on another CPU.
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    sync_internal::CpuRelax();
-    uint32_t s = state_.load(std::memory_order_relaxed);
-    if (s & kNotRecoverable) return LockResult::kNotRecoverable;
-    if ((s & kBlockReaders) == 0 && Readers(s) < kMaxReaders &&
-        state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
-                                     std::memory_order_relaxed)) {
-      return LockResult::kOk;
-    }
-  }
-  // Phase 2: announce (kReadersWaiting) and sleep, checking the exclusive
-  // holder's liveness whenever a check period passes with readers shut out.
-  absl::Duration period = kFirstCheckPeriod;
+  using sync_internal::WaitEnd;
+  LockResult result = LockResult::kOk;
   bool check_holder = false;    // a check period passed with readers shut out
   bool tried_takeover = false;  // tried an abandoned recovery once already
-  for (;;) {
-    uint32_t s = state_.load(std::memory_order_relaxed);
-    if (s & kNotRecoverable) return LockResult::kNotRecoverable;
-    if ((s & kBlockReaders) == 0) {
-      if (Readers(s) == kMaxReaders) RwLockFatal("more than 2^28-1 read shares held");
-      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
-        return LockResult::kOk;
-      }
-      continue;
-    }
-    // kInconsistent without kWriter: a recovering holder gave up (timed out)
-    // and nobody may hold the lock: try to take over at once rather than a
-    // period on (once: a holder between its writer_mu_ and its kWriter makes
-    // this transient; then we sleep and check again after a period).
-    if (check_holder || ((s & kWriter) == 0 && !tried_takeover)) {
-      check_holder = false;
-      tried_takeover = true;
-      const LockResult r = TryRecover(deadline);
-      if (r != LockResult::kBusy) return r;
-      continue;
-    }
-    if ((s & kReadersWaiting) == 0) {
-      if (!state_.compare_exchange_weak(s, s | kReadersWaiting, std::memory_order_relaxed,
-                                        std::memory_order_relaxed)) {
-        continue;
-      }
-      s |= kReadersWaiting;
-    }
-    const absl::Time now = absl::Now();
-    if (now >= deadline) return LockResult::kTimedOut;
-    const absl::Time wake_at = std::min(deadline, now + period);
-    const FutexWaitResult r =
-        sync_internal::InterruptibleFutexWait(&state_, s, FutexScope::kShared, wake_at);
-    // Interrupted: leave as at the deadline. kReadersWaiting may stay set
-    // (one useless wake when the writer leaves); no wake-up was consumed.
-    if (r == FutexWaitResult::kInterrupted) sync_internal::ThrowInterrupted();
-    if (r != FutexWaitResult::kTimedOut) continue;
-    if (wake_at == deadline) continue;  // the next round returns kTimedOut, or gets in
-    // A whole period passed: if readers are still shut out, check the holder.
-    check_holder = true;
-    if (period < kMaxCheckPeriod) period *= 2;
-  }
+  const WaitEnd end = sync_internal::WaitLoop(
+      // Sleep in check periods: after each, check the exclusive holder's
+      // liveness if readers are still shut out. At the deadline, one more
+      // round: get in if the writer just left.
+      {.word = &state_,
+       .scope = FutexScope::kShared,
+       .check_periods = true,
+       .recheck_at_deadline = true},
+      deadline,
+      // Spin for a writer finishing on another CPU; CAS when it looks free.
+      [&] {
+        uint32_t s = state_.load(std::memory_order_relaxed);
+        if (s & kNotRecoverable) {
+          result = LockResult::kNotRecoverable;
+          return true;
+        }
+        return (s & kBlockReaders) == 0 && Readers(s) < kMaxReaders &&
+               state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+      },
+      // Get in, take over from a dead holder, or announce (kReadersWaiting,
+      // by CAS: the RMW pair with ReleaseWrite's fetch_and) and sleep on
+      // state_.
+      [&]() -> std::optional<uint32_t> {
+        for (;;) {
+          uint32_t s = state_.load(std::memory_order_relaxed);
+          if (s & kNotRecoverable) {
+            result = LockResult::kNotRecoverable;
+            return std::nullopt;
+          }
+          if ((s & kBlockReaders) == 0) {
+            if (Readers(s) == kMaxReaders) RwLockFatal("more than 2^28-1 read shares held");
+            if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+              result = LockResult::kOk;
+              return std::nullopt;
+            }
+            continue;
+          }
+          // kInconsistent without kWriter: a recovering holder gave up (timed
+          // out) and nobody may hold the lock: try to take over at once
+          // rather than a period on (once: a holder between its writer_mu_
+          // and its kWriter makes this transient; then we sleep and check
+          // again after a period).
+          if (check_holder || ((s & kWriter) == 0 && !tried_takeover)) {
+            check_holder = false;
+            tried_takeover = true;
+            const LockResult r = TryRecover(deadline);
+            if (r != LockResult::kBusy) {
+              result = r;
+              return std::nullopt;
+            }
+            continue;
+          }
+          if ((s & kReadersWaiting) == 0) {
+            if (!state_.compare_exchange_weak(s, s | kReadersWaiting, std::memory_order_relaxed,
+                                              std::memory_order_relaxed)) {
+              continue;
+            }
+            s |= kReadersWaiting;
+          }
+          if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) {
+            result = LockResult::kTimedOut;
+            return std::nullopt;
+          }
+          return s;
+        }
+      },
+      // A whole period passed: if readers are still shut out, check the
+      // holder in the next round.
+      [&] {
+        check_holder = true;
+        return false;
+      });
+  if (end == WaitEnd::kTimedOut) return LockResult::kTimedOut;
+  // Interrupted: leave as at the deadline. kReadersWaiting may stay set (one
+  // useless wake when the writer leaves); no wake-up was consumed.
+  if (end == WaitEnd::kInterrupted) sync_internal::ThrowInterrupted();
+  return result;
 }
 
 LockResult RwLock::TryRecover(absl::Time deadline) {

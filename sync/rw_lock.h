@@ -1,59 +1,46 @@
 // RwLock: a reader-writer lock for threads and processes, with writer
 // preference and a robust write side, in 16 bytes that can live in shared
-// memory.
+// memory (an all-zero RwLock is a valid, unlocked one; trivially destructible).
 //
 // Many readers (LockShared) or one writer (Lock) hold it at a time. Once a
 // writer wants the lock, new readers wait: a writer gets in after the readers
 // already inside leave, however many readers keep arriving (no writer
-// starvation). When a writer leaves, the readers that waited get in before
-// the next writer can close the door again (no reader starvation either). It
-// meets SharedLockable and SharedTimedLockable, so std::shared_lock,
+// starvation); when it leaves, the readers that waited get in before the next
+// writer can close the door again (no reader starvation either). It meets
+// SharedLockable and SharedTimedLockable, so std::shared_lock,
 // std::unique_lock and std::scoped_lock work. Use it for data read far more
-// often than written; for short critical sections a Mutex is cheaper.
-//
-// Not reentrant, no upgrade: a thread holding a read share must not call
-// Lock() (it would wait for itself), nor take a second share while a writer
-// may be waiting.
+// often than written; for short critical sections a Mutex is cheaper. Not
+// reentrant, no upgrade: a thread holding a read share must not call Lock()
+// (it would wait for itself), nor take a second share while a writer may be
+// waiting.
 //
 // Thread-safety: every method may be called concurrently, from any thread of
-// any process mapping the lock.
+// any process mapping the lock. Memory ordering: everything a writer did
+// before Unlock() is visible to every later holder (reader or writer);
+// everything a reader did before UnlockShared() is visible to the next writer.
 //
-// Memory ordering: everything a writer did before Unlock() is visible to every
-// later holder (reader or writer); everything a reader did before
-// UnlockShared() is visible to the next writer (release/acquire on the words).
+// Blocking: Lock*/LockShared* and the std lock names (not the Try* ones)
+// block, and are interruption points (sync/interrupt.h): an interrupted
+// thread leaves as a timed-out one does — holding nothing — and throws
+// wharf::Interrupted. Uncontended, neither side makes a syscall.
 //
-// Owner death (robust write side). Writers hold an internal wharf::Mutex for
-// their whole critical section, so a dead writer is detected by its machinery:
+// Errors (owner death; the write side is robust, as Mutex — see its hazard:
+// the std names acquire silently after a writer died):
 //  - The next writer's Lock() returns kOwnerDied: it holds the lock
 //    exclusively, repairs the data, calls MarkConsistent(), then Unlock().
-//  - A reader blocked behind the dead writer checks, once per check period
-//    (1 ms, doubling to 128 ms), whether the holder is alive; when it is not,
-//    LockShared() returns kOwnerDied: the reader now holds the lock
-//    EXCLUSIVELY (as a writer) and must repair, MarkConsistent(), and release
-//    it with Unlock() or UnlockShared() (both work for this case).
+//  - A reader blocked behind the dead writer notices within a check period or
+//    two; LockShared() then returns kOwnerDied and the reader holds the lock
+//    EXCLUSIVELY (as a writer): it repairs, calls MarkConsistent(), and
+//    releases with Unlock() or UnlockShared() (both work for this case).
 //  - Releasing an owner-died lock without MarkConsistent() makes it not
 //    recoverable: every later Lock*() and LockShared*() returns
-//    kNotRecoverable (pthread's ENOTRECOVERABLE contract).
+//    kNotRecoverable, and lock()/lock_shared() throw std::system_error.
 //  - Limit: a reader that dies holding a read share is not recovered (shares
 //    are counted, not owned). A writer then waits for it forever and, while
 //    it waits, keeps new readers out: use LockUntil() where readers may die,
 //    so the writer gives up (and lets readers in again).
-//
-// Interruption: Lock*/LockShared* and the std lock names (not the Try*
-// ones) are interruption points (sync/interrupt.h). A thread that would sleep
-// in the scope of a requested Interrupter leaves as a timed-out one does and
-// throws wharf::Interrupted, holding nothing: a writer interrupted while it
-// waits for readers to drain clears kWriter and wakes the readers it shut
-// out; a reader may leave kReadersWaiting set, which costs one useless wake.
-//
-// Cost: uncontended LockShared/UnlockShared and Lock/Unlock make no syscall
-// (read side: one CAS and one RMW; write side: the Mutex's two CASes plus two
-// RMWs). Waiting readers and writers spin briefly (sync_internal::kLockSpins)
-// before they sleep on a futex; a release wakes only sleepers that announced
-// themselves.
-//
-// Shared-memory layout: a Mutex and two std::atomic<uint32_t>; no pointers;
-// trivially destructible; an all-zero RwLock is a valid, unlocked one.
+// Misuse (unlocking what the thread does not hold) aborts with a message.
+// Protocol and costs: rw_lock.cc.
 
 #ifndef WHARF_SYNC_RW_LOCK_H_
 #define WHARF_SYNC_RW_LOCK_H_
@@ -188,43 +175,9 @@ class RwLock {
   // Clears kWriter, wakes waiting readers, releases writer_mu_.
   void ReleaseWrite();
 
-  // Protocol.
-  //   writer_mu_: held by the exclusive holder (a writer, or a reader that
-  //       took over from a dead writer) from before it sets kWriter until
-  //       after it clears it; so kWriter set => writer_mu_ held (by a live or
-  //       a dead thread). Writers queue on it; its owner-death detection is
-  //       the RwLock's. When it reports kOwnerDied the RwLock records the
-  //       fact in kInconsistent and marks the Mutex itself consistent at
-  //       once: the RwLock, not the Mutex, tracks the repair (so a holder may
-  //       time out and leave the recovery to the next one).
-  //   state_ = kNotRecoverable | kInconsistent | kWriter | kReadersWaiting |
-  //       readers. Readers CAS readers+1 (acquire) while none of kWriter,
-  //       kInconsistent, kNotRecoverable is set, and fetch_sub 1 to leave
-  //       (B below). Only the writer_mu_ holder sets/clears kWriter and
-  //       kInconsistent, and sets kNotRecoverable (then never cleared).
-  //       Waiting readers CAS kReadersWaiting in and FutexWait(state_); the
-  //       holder's release clears kWriter|kReadersWaiting in one fetch_and
-  //       (release) and wakes all readers if the bit was set. No lost wake-up:
-  //       all these are RMWs of one word (totally ordered), and the kernel
-  //       compares the whole word.
-  //   Writer: writer_mu_.Lock; fetch_or(kWriter) (acq_rel: totally ordered
-  //       with the readers' CAS: a reader either got in before, and is
-  //       counted, or sees kWriter and waits); then wait for readers == 0:
-  //       spin, then sleep on drain_.
-  //   drain_: 1 while the writer_mu_ holder may sleep waiting for readers to
-  //       leave; the futex word it sleeps on. Written by the holder (store 1,
-  //       store 0) and by the last leaving reader (exchange 0).
-  //       A: holder: drain_.store(1), then load state_ (both seq_cst); sleep
-  //          only if readers > 0. Matches B.
-  //       B: reader: state_.fetch_sub(1), then if it was the last reader and
-  //          kWriter was set: drain_.exchange(0) (both seq_cst), and
-  //          FutexWake(drain_) if it was 1. Matches A.
-  //       In the single seq_cst order either the holder's load sees the last
-  //       reader leave, or the reader's exchange sees drain_ = 1 and wakes
-  //       (or the kernel's compare of drain_ against 1 fails): a Dekker pair.
-  //   Readers blocked for a check period call writer_mu_.TryLock(
-  //       check_owner=true): kOwnerDied means the holder is dead; the reader
-  //       then does the writer's steps and returns kOwnerDied, exclusive.
+  // writer_mu_: held by the exclusive holder (the writers' queue and death
+  // detector); state_: the readers and the flags above; drain_: the word a
+  // writer sleeps on while readers leave. Protocol: rw_lock.cc.
   Mutex writer_mu_;
   std::atomic<uint32_t> state_{0};
   std::atomic<uint32_t> drain_{0};

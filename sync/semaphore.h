@@ -7,37 +7,27 @@
 // blocked acquirers. Use it to bound concurrency ("at most 4 processes in the
 // GPU section") or as a hand-off token between a producer and a consumer. It
 // has no owner: any thread or process may release what another acquired.
+// Construct it in place in a SharedBuffer/SharedSegment to share it between
+// processes (it is trivially destructible).
 //
 // Thread-safety: every method may be called concurrently from any thread or
-// process mapping the semaphore.
+// process mapping the semaphore. Memory ordering: everything a thread did
+// before release() is visible to the thread whose acquire (any variant, when
+// it returns true) takes a permit that release made available.
 //
-// Memory ordering: everything a thread did before release() is visible to the
-// thread whose acquire (any variant, when it returns true) takes a permit that
-// release made available (release/acquire on the word).
+// Blocking: acquire, AcquireUntil/AcquireFor and try_acquire_for/until block
+// while the count is zero and are interruption points (sync/interrupt.h): an
+// acquirer interrupted while it would sleep takes no permit (the count is
+// unchanged), consumes no wake-up, and throws wharf::Interrupted.
+// try_acquire, release and Release never block. Uncontended acquire and
+// release are one CAS each and no syscall.
 //
-// Releasing above Max() is refused: Release() returns OutOfRange and leaves
-// the count unchanged; release() treats it as a programming error and aborts
-// with a message (std: undefined).
-//
-// Process death: permits are not owned, so a process that dies holding one
-// does not give it back (the count stays lower; a robust design needs a Mutex
-// or a lease). A process that dies while blocked in acquire leaves its
-// "waiting" mark behind: later releases then make one harmless futex-wake
-// syscall each. Nothing hangs.
-//
-// Interruption: acquire, AcquireUntil/AcquireFor and try_acquire_for/until
-// are interruption points (sync/interrupt.h): an acquirer that would sleep in
-// the scope of a requested Interrupter withdraws its announcement, takes no
-// permit (the count is unchanged) and throws wharf::Interrupted. It consumes
-// no wake-up: a release racing with it wakes another sleeper. try_acquire
-// never is.
-//
-// Cost: uncontended acquire and release are one CAS each, no syscall; release
-// wakes only when an acquirer has announced that it sleeps. A blocked acquirer
-// spins briefly (sync_internal::kLockSpins), then sleeps on the futex.
-//
-// Shared-memory layout: a std::atomic<uint64_t> and a uint32_t written only by
-// the constructor; no pointers; trivially destructible.
+// Errors: releasing above Max() is refused — Release() returns OutOfRange and
+// leaves the count unchanged; release() treats it as a programming error and
+// aborts with a message (std: undefined). Process death: permits are not
+// owned, so a process that dies holding one does not give it back (use a
+// Mutex or a lease where that matters); nothing hangs because of it.
+// Protocol and costs: semaphore.cc.
 
 #ifndef WHARF_SYNC_SEMAPHORE_H_
 #define WHARF_SYNC_SEMAPHORE_H_
@@ -73,7 +63,7 @@ class Semaphore {
   // Takes a permit if one is available. Never blocks.
   [[nodiscard]] bool try_acquire() noexcept {
     uint64_t seen = word_.load(std::memory_order_relaxed);
-    while (Count(seen) != 0) {
+    while (CountOf(seen) != 0) {
       if (word_.compare_exchange_weak(seen, seen - 1, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
         return true;
@@ -107,8 +97,8 @@ class Semaphore {
   // aborts with a message.
   void release(std::ptrdiff_t n = 1);
 
-  // The number of permits available now (a snapshot).
-  [[nodiscard]] uint32_t Value() const { return Count(word_.load(std::memory_order_relaxed)); }
+  // The number of permits available now (a snapshot). Never blocks.
+  [[nodiscard]] uint32_t Count() const { return CountOf(word_.load(std::memory_order_relaxed)); }
   // The maximum count given to the constructor.
   uint32_t Max() const { return max_; }
 
@@ -118,27 +108,14 @@ class Semaphore {
   uint64_t RawWordForTesting() const { return word_.load(); }
 
  private:
-  static uint32_t Count(uint64_t word) { return static_cast<uint32_t>(word); }
-  static uint32_t Waiters(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
+  static uint32_t CountOf(uint64_t word) { return static_cast<uint32_t>(word); }
+  static uint32_t WaitersOf(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
   bool AcquireSlow(absl::Time deadline);
   // The CAS loop of Release/release: false if the count would exceed max_.
   bool Add(uint32_t n);
 
-  // Protocol. word_ = (waiters << 32) | count; the futex is its low half.
-  //   acquire: CAS count -> count-1 (acquire) while count > 0. Otherwise spin
-  //            read-only; then add kOneWaiter (announce) and loop: if count
-  //            > 0, one CAS takes a permit and removes the announcement
-  //            together; else FutexWait(low half, 0). At the deadline one CAS
-  //            removes the announcement, taking a permit if one appeared.
-  //   release(n): CAS count -> count+n (release), refusing > max_; if the
-  //            old word showed waiters, FutexWake(low half, min(n, waiters)).
-  // No lost wake-up without seq_cst: announcing and releasing are RMWs of one
-  // word. A release after the announce sees the waiter and wakes it; a release
-  // before it makes the count non-zero, so the kernel's compare against 0
-  // fails and FutexWait returns at once. A woken acquirer that loses the
-  // permit to a barging one sleeps again: the permit was used, not lost. A
-  // timed-out acquirer was not counted by the kernel's wake, so it steals no
-  // wake-up from the other sleepers.
+  // (announced waiters << 32) | count; the futex is its low half. Protocol:
+  // semaphore.cc.
   std::atomic<uint64_t> word_;
   uint32_t max_;  // written once, by the constructor, before any sharing
 };

@@ -29,7 +29,6 @@
 
 #include "wharf/runtime/internal/loop_source.h"
 #include "wharf/sync/futex.h"
-#include "wharf/sync/futex_wait_any_shim.h"  // TEMPORARY
 #include "wharf/sync/internal/async_waiters.h"
 #include "wharf/sync/mutex.h"
 

@@ -66,7 +66,6 @@
 #include "wharf/runtime/internal/transport_types.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/futex.h"
-#include "wharf/sync/futex_wait_any_shim.h"  // TEMPORARY
 #include "wharf/sync/internal/event_count.h"
 
 namespace wharf::runtime_internal {

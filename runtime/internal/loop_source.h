@@ -29,7 +29,6 @@
 #include <span>
 
 #include "wharf/sync/futex.h"
-#include "wharf/sync/futex_wait_any_shim.h"  // TEMPORARY
 
 namespace wharf::runtime_internal {
 

@@ -32,7 +32,6 @@
 #include "wharf/runtime/internal/transport_types.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/futex.h"
-#include "wharf/sync/futex_wait_any_shim.h"  // TEMPORARY
 
 namespace wharf::runtime_internal {
 

@@ -19,8 +19,8 @@
 // IPI to each CPU currently running a thread of the process, a few µs.
 // Thread-safety: both may be called from any thread at any time.
 
-#ifndef WHARF_RUNTIME_INTERNAL_ASYMMETRIC_FENCE_H_
-#define WHARF_RUNTIME_INTERNAL_ASYMMETRIC_FENCE_H_
+#ifndef WHARF_SYNC_INTERNAL_ASYMMETRIC_FENCE_H_
+#define WHARF_SYNC_INTERNAL_ASYMMETRIC_FENCE_H_
 
 #include <atomic>
 
@@ -47,4 +47,4 @@ void HeavyFence();
 
 }  // namespace wharf::sync_internal
 
-#endif  // WHARF_RUNTIME_INTERNAL_ASYMMETRIC_FENCE_H_
+#endif  // WHARF_SYNC_INTERNAL_ASYMMETRIC_FENCE_H_

@@ -1,14 +1,13 @@
 #include "wharf/sync/internal/event_count.h"
 
-#include "absl/time/clock.h"
-#include "wharf/sync/internal/asymmetric_fence.h"
+#include <optional>
+
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
+#include "wharf/sync/internal/wait_loop.h"
 #include "wharf/sync/interrupt.h"
-#include "wharf/sync/internal/spin.h"
 
 namespace wharf::sync_internal {
-
-using sync_internal::CpuRelax;
 
 EventCount::Key EventCount::PrepareWait() noexcept {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
@@ -31,34 +30,22 @@ bool EventCount::CommitWaitInterruptible(Key key, absl::Time deadline) {
 }
 
 bool EventCount::CommitWaitImpl(Key key, absl::Time deadline, bool interruptible) {
-  bool notified = false;
+  // acquire: pairs with the release bump in Wake.
+  const auto notified = [&] { return epoch_.load(std::memory_order_acquire) != key; };
   // Spin before sleeping: a producer is often about to notify (see the
-  // measurements in sync/internal/spin.h).
-  for (int i = 0; i < sync_internal::kLockSpins; ++i) {
-    if (epoch_.load(std::memory_order_acquire) != key) {
-      notified = true;
-      break;
-    }
-    CpuRelax();
-  }
-  while (!notified) {
-    const FutexWaitResult r =
-        interruptible ? sync_internal::InterruptibleFutexWait(&epoch_, key, scope_, deadline)
-                      : FutexWait(&epoch_, key, scope_, deadline);
-    if (r == FutexWaitResult::kInterrupted) {
-      waiters_.fetch_sub(1, std::memory_order_relaxed);
-      sync_internal::ThrowInterrupted();
-    }
-    // acquire: pairs with the release bump in Wake.
-    if (epoch_.load(std::memory_order_acquire) != key) {
-      notified = true;
-    } else if (r == FutexWaitResult::kTimedOut || absl::Now() >= deadline) {
-      break;
-    }
-    // kWoken with the epoch unchanged: spurious or EINTR; sleep again.
-  }
+  // measurements in sync/internal/spin.h). PrepareWait() made the
+  // announcement (A); a wake with the epoch unchanged (spurious or EINTR)
+  // sleeps again.
+  const WaitEnd end = WaitLoop(
+      {.word = &epoch_, .scope = scope_, .interruptible = interruptible}, deadline, notified,
+      [&]() -> std::optional<uint32_t> {
+        if (notified()) return std::nullopt;
+        return key;
+      });
   waiters_.fetch_sub(1, std::memory_order_relaxed);
-  return notified;
+  if (end == WaitEnd::kInterrupted) ThrowInterrupted();
+  // At a timeout, a Notify that raced with the deadline still counts.
+  return end == WaitEnd::kReady || notified();
 }
 
 void EventCount::Wake(int count) noexcept {

@@ -22,8 +22,8 @@
 // process use; kShared when it lives in memory mapped by several processes
 // (it is plain data: two 32-bit words, trivially destructible).
 
-#ifndef WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_
-#define WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_
+#ifndef WHARF_SYNC_INTERNAL_EVENT_COUNT_H_
+#define WHARF_SYNC_INTERNAL_EVENT_COUNT_H_
 
 #include <atomic>
 #include <cstdint>
@@ -126,4 +126,4 @@ class EventCount {
 
 }  // namespace wharf::sync_internal
 
-#endif  // WHARF_RUNTIME_INTERNAL_EVENT_COUNT_H_
+#endif  // WHARF_SYNC_INTERNAL_EVENT_COUNT_H_

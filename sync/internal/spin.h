@@ -1,14 +1,26 @@
-// Internal: the CPU pause used by every bounded spin in sync/, and the spin
-// budgets, with the measurements that justify them.
+// Internal: the bounded, read-only spin every wait in sync/ starts with — the
+// CPU pause, the spin budgets with the measurements that justify them, and the
+// two spin loops (count-based and duration-based), as folly's detail/Spin.h.
+// The wait that follows the spin is sync/internal/wait_loop.h.
 //
 // On the 2-core VMs Wharf is developed on, a futex sleep->wake hand-off costs
 // 7-12 µs and a syscall ~1.2 µs, while a pause instruction costs 10-40 ns.
 // Spinning ~100 pauses (~1-4 µs) before sleeping catches a lock released by a
 // short critical section on another CPU without the hand-off; an idle waiter
 // pays it once and then sleeps, using no CPU.
+//
+// Read-only: the predicate only loads the watched word (or CASes it when the
+// load says the CAS would succeed: test-and-test-and-set), so a spinning
+// waiter shares the cache line instead of stealing it from the thread it
+// waits for.
 
 #ifndef WHARF_SYNC_INTERNAL_SPIN_H_
 #define WHARF_SYNC_INTERNAL_SPIN_H_
+
+#include <algorithm>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace wharf::sync_internal {
 
@@ -32,6 +44,38 @@ inline constexpr int kLockSpins = 100;
 // cache line, so the lock changes CPUs 2-7x more often. 10 pauses (~0.3 us)
 // still catch an owner that is just leaving its critical section.
 inline constexpr int kMutexSpins = 10;
+
+// A duration-based spin reads the clock once per this many pauses: a clock
+// read (~20 ns, vDSO) after every pause would dominate the spin.
+inline constexpr int kPausesPerClockRead = 64;
+
+// Count-based spin: up to `pauses` pauses, calling ready() after each. True as
+// soon as ready() returns true; false when the budget is spent.
+template <class Ready>
+inline bool SpinPauses(int pauses, Ready&& ready) {
+  for (int i = 0; i < pauses; ++i) {
+    CpuRelax();
+    if (ready()) return true;
+  }
+  return false;
+}
+
+// Duration-based spin: pauses, calling ready() after each, until ready()
+// returns true (true) or `spin` has passed — at most until `deadline` — with
+// the clock read every kPausesPerClockRead pauses (false). `spin` <= 0 spins
+// not at all; any positive `spin` spins at least kPausesPerClockRead pauses.
+template <class Ready>
+inline bool SpinFor(absl::Duration spin, absl::Time deadline, Ready&& ready) {
+  if (spin <= absl::ZeroDuration()) return false;
+  const absl::Time spin_end = std::min(deadline, absl::Now() + spin);
+  for (;;) {
+    for (int i = 0; i < kPausesPerClockRead; ++i) {
+      CpuRelax();
+      if (ready()) return true;
+    }
+    if (absl::Now() >= spin_end) return false;
+  }
+}
 
 }  // namespace wharf::sync_internal
 

@@ -921,7 +921,7 @@ TEST(ThreadWorkerTest, TerminateWhileBlockedInCondVarAndSemaphore) {
 
   Semaphore sem(0);
   ExpectTerminatedWhileBlocked("Semaphore", [&] { sem.acquire(); });
-  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.Count(), 0u);
   EXPECT_EQ(sem.RawWordForTesting(), 0u);
 }
 

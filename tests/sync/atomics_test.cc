@@ -16,6 +16,7 @@
 #include "tests/testing/subprocess.h"
 #include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
@@ -82,7 +83,7 @@ TEST(AtomicsTest, IsLockFree) {
 // True when thread `tid` of this process is blocked in a futex syscall
 // (futex = 202, futex_waitv = 449 on x86-64).
 bool BlockedInFutex(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  std::ifstream in(sync_internal::Cat("/proc/self/task/", tid, "/syscall"));
   std::string nr;
   in >> nr;
 #if defined(__x86_64__)

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -23,6 +24,7 @@
 #include "wharf/sync/barrier.h"
 #include "wharf/sync/cond_var.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/latch.h"
 #include "wharf/sync/mutex.h"
 #include "wharf/sync/notification.h"
@@ -38,7 +40,7 @@ pid_t CurrentTid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 // The scheduler state of thread `tid` of this process ('S': asleep).
 char TaskState(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::ifstream in(sync_internal::Cat("/proc/self/task/", tid, "/stat"));
   std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos || paren + 2 >= stat.size()) return '?';
@@ -214,7 +216,7 @@ TEST(InterruptTest, SemaphoreCountUnchanged) {
   Semaphore sem(0);
   EXPECT_TRUE(InterruptedWhileBlocked([&] { sem.acquire(); }));
   EXPECT_TRUE(InterruptedWhileBlocked([&] { (void)sem.AcquireFor(absl::Seconds(600)); }));
-  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.Count(), 0u);
   EXPECT_EQ(sem.RawWordForTesting(), 0u);  // no waiter left announced
   sem.release();
   EXPECT_TRUE(sem.try_acquire());
@@ -316,7 +318,7 @@ TEST(InterruptTest, NotInterruptedInUninterruptibleScope) {
     UninterruptibleScope off;
     EXPECT_EQ(atomics::Wait(cell, 0, absl::Milliseconds(20)), WaitResult::kTimedOut);
   }
-  // UninterruptibleLock: the acquisition sleeps without throwing; the
+  // MutexLock (UninterruptibleLock<Mutex>): the acquisition sleeps without throwing; the
   // critical section after it is interruptible again.
   Mutex mu;
   Notification locked;
@@ -330,8 +332,9 @@ TEST(InterruptTest, NotInterruptedInUninterruptibleScope) {
     UninterruptibleScope off;
     locked.WaitForNotification();
   }
+  static_assert(std::is_same_v<MutexLock, UninterruptibleLock<Mutex>>);
   {
-    UninterruptibleLock<Mutex> lock(mu);
+    MutexLock lock(mu);
     EXPECT_TRUE(mu.HeldByCurrentThread());
     EXPECT_THROW((void)atomics::Wait(cell, 0), Interrupted);
   }
@@ -483,7 +486,7 @@ TEST(InterruptStressTest, RequestRacesWaitStart) {
     mu.unlock();
     EXPECT_TRUE(threw) << "round " << round << " kind " << kind;
     interrupted += threw;
-    EXPECT_EQ(sem.Value(), 0u);
+    EXPECT_EQ(sem.Count(), 0u);
   }
   EXPECT_EQ(interrupted, rounds);
 }
@@ -555,7 +558,7 @@ TEST(InterruptStressTest, InterruptedWaiterConsumesNoWakeUp) {
     b.join();  // hangs (watchdog) if A consumed B's wake-up and threw
     EXPECT_TRUE(b_got);
     EXPECT_NE(a_got.load(), a_threw.load());
-    EXPECT_EQ(sem.Value(), 0u);
+    EXPECT_EQ(sem.Count(), 0u);
   }
 }
 

@@ -30,18 +30,18 @@ using testing::Watchdog;
 
 TEST(SemaphoreTest, CountsPermits) {
   Semaphore sem(2, 5);
-  EXPECT_EQ(sem.Value(), 2u);
+  EXPECT_EQ(sem.Count(), 2u);
   EXPECT_EQ(sem.Max(), 5u);
   EXPECT_TRUE(sem.try_acquire());
   EXPECT_TRUE(sem.try_acquire());
   EXPECT_FALSE(sem.try_acquire());
-  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.Count(), 0u);
   sem.release(3);
-  EXPECT_EQ(sem.Value(), 3u);
+  EXPECT_EQ(sem.Count(), 3u);
   sem.acquire();
-  EXPECT_EQ(sem.Value(), 2u);
+  EXPECT_EQ(sem.Count(), 2u);
   EXPECT_TRUE(sem.Release(0).ok());
-  EXPECT_EQ(sem.Value(), 2u);
+  EXPECT_EQ(sem.Count(), 2u);
   EXPECT_EQ(sem.RawWordForTesting(), 2u);  // nobody ever announced a wait
 }
 
@@ -50,9 +50,9 @@ TEST(SemaphoreTest, ReleaseAboveMaxIsOutOfRange) {
   EXPECT_TRUE(sem.Release().ok());
   const absl::Status s = sem.Release();
   EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
-  EXPECT_EQ(sem.Value(), 2u);  // unchanged
+  EXPECT_EQ(sem.Count(), 2u);  // unchanged
   EXPECT_EQ(sem.Release(5).code(), absl::StatusCode::kOutOfRange);
-  EXPECT_EQ(sem.Value(), 2u);
+  EXPECT_EQ(sem.Count(), 2u);
 }
 
 TEST(SemaphoreTest, DefaultMaxIsLargest) {
@@ -109,7 +109,7 @@ TEST(SemaphoreTest, ReleaseNWakesN) {
   sem.release(kWaiters);
   for (auto& t : waiters) t.join();
   EXPECT_EQ(got.load(), kWaiters);
-  EXPECT_EQ(sem.Value(), 0u);
+  EXPECT_EQ(sem.Count(), 0u);
 }
 
 // N threads (started on a barrier) share `kSlots` permits: the number inside
@@ -152,7 +152,7 @@ TEST(SemaphoreTest, StressNeverExceedsCount) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(violations.load(), 0);
   EXPECT_LE(max_inside.load(), kSlots);
-  EXPECT_EQ(sem.Value(), kSlots);
+  EXPECT_EQ(sem.Count(), kSlots);
   EXPECT_EQ(sem.RawWordForTesting(), uint64_t{kSlots});  // no waiter mark left
 }
 
@@ -174,8 +174,8 @@ TEST(SemaphoreTest, PingPong100k) {
     pong.acquire();
   }
   other.join();
-  EXPECT_EQ(ping.Value(), 0u);
-  EXPECT_EQ(pong.Value(), 0u);
+  EXPECT_EQ(ping.Count(), 0u);
+  EXPECT_EQ(pong.Count(), 0u);
 }
 
 // Acquirers with tiny deadlines race releases: a timed-out acquirer must not
@@ -213,7 +213,7 @@ TEST(SemaphoreTest, StressTimeoutsConservePermits) {
   // If a wake-up had been lost, `blocking` would sleep despite the permits.
   sem.release(100);
   blocking.join();
-  EXPECT_EQ(taken.load() + static_cast<int>(sem.Value()), kReleases + 100);
+  EXPECT_EQ(taken.load() + static_cast<int>(sem.Count()), kReleases + 100);
   EXPECT_EQ(sem.RawWordForTesting() >> 32, 0u);
 }
 
@@ -295,7 +295,7 @@ TEST_F(SemaphoreProcessTest, HoldersNeverExceedCountAcrossProcesses) {
   }
   EXPECT_EQ(atomics::Load(state_->violations), 0u);
   EXPECT_EQ(atomics::Load(state_->entries), uint64_t{kChildren} * kIterations);
-  EXPECT_EQ(state_->slots.Value(), kSlots);
+  EXPECT_EQ(state_->slots.Count(), kSlots);
 }
 
 }  // namespace

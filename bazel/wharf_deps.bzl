@@ -86,3 +86,13 @@ def wharf_deps():
             packages = {"": system_cc_library("benchmark", libs = ["benchmark", "pthread"]) +
                             system_cc_library("benchmark_main", libs = ["benchmark_main"], deps = [":benchmark"])},
         )
+    if "caf" not in existing:
+        # The C++ Actor Framework 0.17 (Debian's libcaf-dev), for the peers in
+        # bench/loop_bench. One target per library: @caf//:core (libcaf_core,
+        # headers caf/*.hpp). libcaf_io is left out until something uses it.
+        system_repo(
+            name = "caf",
+            probe_headers = ["caf/all.hpp"],
+            debian_package = "libcaf-dev",
+            packages = {"": system_cc_library("core", libs = ["caf_core", "pthread"])},
+        )

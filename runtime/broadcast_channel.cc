@@ -54,25 +54,33 @@ struct BroadcastMember final : LoopSource {
   bool Deliver() override {
     std::optional<Value> v = Take();
     if (!v.has_value()) return false;
-    if (on_message) {
-      std::shared_ptr<BroadcastMember> hold = keep;
-      std::shared_ptr<std::function<void(Value)>> handler = on_message;
-      (*handler)(std::move(*v));  // a handler may close or destroy this channel
-    }
+    // No reference per message: what a handler lets go of (closing or
+    // destroying its channel, replacing itself) the loop keeps until it
+    // returns (LoopAccess::Defer).
+    if (on_message) (*on_message)(std::move(*v));
     return true;  // with no handler the message is dropped, as in Node
   }
 
   void LoopGone() override {
     {
-      UninterruptibleLock<Mutex> lock(mu);
+      MutexLock lock(mu);
       loop = nullptr;
     }
     ref.Abandon();
     std::shared_ptr<BroadcastMember> dropped = std::move(keep);
   }
 
+  // Owner thread: replaces the handler; the old one survives a delivery in
+  // progress on `current` (the loop the owner runs on, or null).
+  void SetHandler(std::shared_ptr<std::function<void(Value)>> handler, EventLoop* current) {
+    if (on_message && current != nullptr && keep != nullptr) {
+      LoopAccess::Defer(*current, std::move(on_message));
+    }
+    on_message = std::move(handler);
+  }
+
   std::optional<Value> Take() {
-    UninterruptibleLock<Mutex> lock(mu);
+    MutexLock lock(mu);
     if (queue.empty()) return std::nullopt;
     Value v = std::move(queue.front());
     queue.pop_front();
@@ -81,7 +89,7 @@ struct BroadcastMember final : LoopSource {
   }
 
   void Enqueue(Value v) {
-    UninterruptibleLock<Mutex> lock(mu);
+    MutexLock lock(mu);
     if (closed.load(std::memory_order_relaxed)) return;  // v dies after unlock
     queue.push_back(std::move(v));
     queued.store(queue.size(), std::memory_order_relaxed);
@@ -105,7 +113,7 @@ Registry& GetRegistry() {
 std::shared_ptr<BroadcastMember> Join(std::string name) {
   auto m = std::make_shared<BroadcastMember>(std::move(name));
   Registry& r = GetRegistry();
-  UninterruptibleLock<Mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   r.groups[m->name].push_back(m);
   return m;
 }
@@ -157,7 +165,7 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
   std::vector<std::shared_ptr<BroadcastMember>> targets;
   {
     runtime_internal::Registry& r = runtime_internal::GetRegistry();
-    UninterruptibleLock<Mutex> lock(r.mu);
+    MutexLock lock(r.mu);
     auto it = r.groups.find(member_->name);
     if (it != r.groups.end()) {
       targets.reserve(it->second.size());
@@ -182,9 +190,10 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
 
 void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
   if (member_ == nullptr) return;
-  member_->on_message =
-      handler ? std::make_shared<std::function<void(Value)>>(std::move(handler)) : nullptr;
   EventLoop* current = EventLoop::Current();
+  member_->SetHandler(
+      handler ? std::make_shared<std::function<void(Value)>>(std::move(handler)) : nullptr,
+      current);
   if (member_->keep == nullptr && member_->on_message && current != nullptr) {
     (void)Start(*current);
     return;
@@ -195,7 +204,7 @@ void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
 absl::Status BroadcastChannel::Start(EventLoop& loop) {
   if (closed()) return absl::FailedPreconditionError("BroadcastChannel closed");
   {
-    UninterruptibleLock<Mutex> lock(member_->mu);
+    MutexLock lock(member_->mu);
     if (member_->loop != nullptr) {
       if (member_->loop != &loop) {
         return absl::FailedPreconditionError("BroadcastChannel already has another EventLoop");
@@ -226,7 +235,7 @@ void BroadcastChannel::UpdateRef() {
   BroadcastMember& m = *member_;
   EventLoop* loop;
   {
-    UninterruptibleLock<Mutex> lock(m.mu);
+    MutexLock lock(m.mu);
     loop = m.loop;
   }
   const bool want = loop != nullptr && m.on_message && m.want_ref &&
@@ -269,7 +278,7 @@ void BroadcastChannel::Close() {
   std::deque<Value> dropped;
   EventLoop* loop;
   {
-    UninterruptibleLock<Mutex> lock(m.mu);
+    MutexLock lock(m.mu);
     if (m.closed.load(std::memory_order_relaxed)) return;
     m.closed.store(true, std::memory_order_release);
     dropped.swap(m.queue);
@@ -280,7 +289,7 @@ void BroadcastChannel::Close() {
   m.ready.NotifyAll();  // a Receive() returns Cancelled
   {
     runtime_internal::Registry& r = runtime_internal::GetRegistry();
-    UninterruptibleLock<Mutex> lock(r.mu);
+    MutexLock lock(r.mu);
     auto it = r.groups.find(m.name);
     if (it != r.groups.end()) {
       auto& members = it->second;
@@ -288,10 +297,16 @@ void BroadcastChannel::Close() {
       if (members.empty()) r.groups.erase(it);
     }
   }
-  if (loop != nullptr) runtime_internal::LoopAccess::RemoveSource(*loop, &m);
   m.ref.Reset();
+  if (loop != nullptr) {
+    runtime_internal::LoopAccess::RemoveSource(*loop, &m);
+    // A handler may be closing its own channel: both survive its return.
+    if (EventLoop::Current() == loop) {
+      m.SetHandler(nullptr, loop);
+      runtime_internal::LoopAccess::Defer(*loop, std::move(m.keep));
+    }
+  }
   m.on_message = nullptr;
-  // Last: a handler closing its own channel holds it through Deliver.
   std::shared_ptr<BroadcastMember> keep = std::move(m.keep);
 }
 

@@ -75,7 +75,7 @@ EventLoop::~EventLoop() {
   // No fd callback is posted once its watch is gone.
   std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds;
   {
-    UninterruptibleLock<Mutex> lock(fds_mu_);
+    MutexLock lock(fds_mu_);
     fds.swap(fds_);
   }
   for (auto& [id, w] : fds) runtime_internal::FdPoller::Remove(id, w->fd);
@@ -88,7 +88,7 @@ EventLoop::~EventLoop() {
   while (queue_->q.try_dequeue(fn)) fn = nullptr;
   std::unordered_map<uint64_t, Timer> timers;
   {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
+    MutexLock lock(timers_mu_);
     timers.swap(timers_);
     timer_order_.clear();
   }
@@ -100,7 +100,15 @@ EventLoop* EventLoop::Current() { return current_loop; }
 
 void EventLoop::Post(absl::AnyInvocable<void()> fn) {
   queue_->q.enqueue(std::move(fn));  // release: publishes the caller's writes
-  wake_.Notify();                    // B of the doorbell (see Sleep)
+  // Counted so that the loop's poll is one load, not a walk of the queue's
+  // producers (release: the closure is in the queue before it is counted).
+  posted_.fetch_add(1, std::memory_order_release);
+  wake_.Notify();  // B of the doorbell (see Sleep)
+}
+
+void EventLoop::Defer(std::shared_ptr<void> doomed) {
+  if (dispatch_depth_ == 0) return;  // no callback in progress: dropped now
+  graveyard_.push_back(std::move(doomed));
 }
 
 void EventLoop::Kick() {
@@ -130,7 +138,7 @@ TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
   const absl::Time deadline = absl::Now() + std::max(delay, absl::ZeroDuration());
   uint64_t id;
   {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
+    MutexLock lock(timers_mu_);
     id = next_timer_id_++;
     const uint64_t seq = next_timer_seq_++;
     timers_.emplace(id, Timer{std::move(fn), deadline, seq, period, true});
@@ -145,7 +153,7 @@ TimerId EventLoop::AddTimer(absl::Duration delay, absl::Duration period,
 bool EventLoop::ClearTimer(TimerId id) {
   absl::AnyInvocable<void()> doomed;
   {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
+    MutexLock lock(timers_mu_);
     auto it = timers_.find(id.value);
     if (it == timers_.end()) return false;
     timer_order_.erase(TimerKey{it->second.deadline, it->second.seq});
@@ -160,7 +168,7 @@ bool EventLoop::ClearTimer(TimerId id) {
 
 void EventLoop::UnrefTimer(TimerId id) {
   {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
+    MutexLock lock(timers_mu_);
     auto it = timers_.find(id.value);
     if (it == timers_.end() || !it->second.ref) return;
     it->second.ref = false;
@@ -170,7 +178,7 @@ void EventLoop::UnrefTimer(TimerId id) {
 }
 
 void EventLoop::RefTimer(TimerId id) {
-  UninterruptibleLock<Mutex> lock(timers_mu_);
+  MutexLock lock(timers_mu_);
   auto it = timers_.find(id.value);
   if (it == timers_.end() || it->second.ref) return;
   it->second.ref = true;
@@ -184,7 +192,7 @@ int EventLoop::RunDueTimers() {
   if (ToNanos(now) < next) return 0;
   std::vector<uint64_t> due;
   {
-    UninterruptibleLock<Mutex> lock(timers_mu_);
+    MutexLock lock(timers_mu_);
     for (auto it = timer_order_.begin(); it != timer_order_.end() && it->first.first <= now; ++it) {
       due.push_back(it->second);
     }
@@ -195,7 +203,7 @@ int EventLoop::RunDueTimers() {
     absl::AnyInvocable<void()> fn;
     bool interval;
     {
-      UninterruptibleLock<Mutex> lock(timers_mu_);
+      MutexLock lock(timers_mu_);
       auto it = timers_.find(id);
       if (it == timers_.end()) continue;  // cleared by an earlier callback
       Timer& t = it->second;
@@ -222,7 +230,7 @@ int EventLoop::RunDueTimers() {
       absl::AnyInvocable<void()>* fn;
       ~Rearm() {
         if (!interval) return;
-        UninterruptibleLock<Mutex> lock(loop->timers_mu_);
+        MutexLock lock(loop->timers_mu_);
         auto it = loop->timers_.find(id);
         if (it == loop->timers_.end()) return;  // cleared by its own callback
         Timer& t = it->second;
@@ -267,7 +275,7 @@ absl::StatusOr<FdWatchId> EventLoop::WatchFd(int fd, std::function<void()> on_re
   if (!on_readable) return absl::InvalidArgumentError("EventLoop::WatchFd: null callback");
   const uint64_t id = runtime_internal::FdPoller::NextId();
   {
-    UninterruptibleLock<Mutex> lock(fds_mu_);
+    MutexLock lock(fds_mu_);
     fds_.emplace(id, std::make_unique<FdWatch>(FdWatch{
                          fd, ref, std::make_shared<std::function<void()>>(std::move(on_readable))}));
   }
@@ -287,7 +295,7 @@ absl::StatusOr<FdWatchId> EventLoop::WatchFd(int fd, std::function<void()> on_re
 bool EventLoop::UnwatchFd(FdWatchId id) {
   std::unique_ptr<FdWatch> w;
   {
-    UninterruptibleLock<Mutex> lock(fds_mu_);
+    MutexLock lock(fds_mu_);
     auto it = fds_.find(id.value);
     if (it == fds_.end()) return false;
     w = std::move(it->second);
@@ -302,7 +310,7 @@ void EventLoop::RunFdCallback(uint64_t id) {
   std::shared_ptr<std::function<void()>> cb;
   int fd = -1;
   {
-    UninterruptibleLock<Mutex> lock(fds_mu_);
+    MutexLock lock(fds_mu_);
     auto it = fds_.find(id);
     if (it == fds_.end()) return;  // unwatched since it fired
     cb = it->second->callback;
@@ -325,7 +333,7 @@ void EventLoop::AddSource(runtime_internal::LoopSource* source) {
     return;
   }
   {
-    UninterruptibleLock<Mutex> lock(added_mu_);
+    MutexLock lock(added_mu_);
     added_.push_back(source);
     has_added_.store(true, std::memory_order_relaxed);
   }
@@ -334,7 +342,7 @@ void EventLoop::AddSource(runtime_internal::LoopSource* source) {
 
 void EventLoop::MergeAddedSources() {
   if (!has_added_.load(std::memory_order_relaxed)) return;
-  UninterruptibleLock<Mutex> lock(added_mu_);
+  MutexLock lock(added_mu_);
   sources_.insert(sources_.end(), added_.begin(), added_.end());
   added_.clear();
   has_added_.store(false, std::memory_order_relaxed);
@@ -342,7 +350,7 @@ void EventLoop::MergeAddedSources() {
 
 void EventLoop::RemoveSource(runtime_internal::LoopSource* source) {
   if (has_added_.load(std::memory_order_relaxed)) {
-    UninterruptibleLock<Mutex> lock(added_mu_);
+    MutexLock lock(added_mu_);
     added_.erase(std::remove(added_.begin(), added_.end(), source), added_.end());
   }
   for (auto& s : sources_) {
@@ -404,7 +412,7 @@ int EventLoop::RunPass() {
 }
 
 bool EventLoop::HasWork() {
-  if (queue_->q.size_approx() != 0 || kicked_.load(std::memory_order_relaxed) ||
+  if (posted_.load(std::memory_order_relaxed) != taken_ || kicked_.load(std::memory_order_relaxed) ||
       stop_.load(std::memory_order_relaxed) || has_added_.load(std::memory_order_relaxed)) {
     return true;
   }
@@ -418,6 +426,13 @@ bool EventLoop::HasWork() {
 
 template <class F>
 bool EventLoop::Invoke(F&& fn) {
+  // What a callback let go of dies after it, also when it throws.
+  struct Bury {
+    std::vector<std::shared_ptr<void>>& graveyard;
+    ~Bury() {
+      if (!graveyard.empty()) graveyard.clear();
+    }
+  } bury{graveyard_};
   try {
     fn();
     return true;
@@ -433,11 +448,12 @@ bool EventLoop::Invoke(F&& fn) {
 int EventLoop::DrainQueue() {
   // Run what was queued when the pass started (plus a little): closures that
   // post closures must not starve the timers and sources.
-  const size_t limit = queue_->q.size_approx() + 1;
+  const int64_t limit = posted_.load(std::memory_order_acquire) - taken_;
   int ran = 0;
   absl::AnyInvocable<void()> fn;
-  while (static_cast<size_t>(ran) < limit && queue_->q.try_dequeue(fn)) {
+  while (ran < limit && queue_->q.try_dequeue(fn)) {
     ++ran;
+    ++taken_;
     // `fn` is consumed even if it throws out of the pass.
     absl::AnyInvocable<void()> running = std::move(fn);
     fn = nullptr;
@@ -453,12 +469,12 @@ bool EventLoop::Alive() {
   if (refs_.load(std::memory_order_seq_cst) > 0) return true;
   if (ref_timers_.load(std::memory_order_relaxed) > 0) return true;
   if (ref_fds_.load(std::memory_order_relaxed) > 0) return true;
-  return queue_->q.size_approx() > 0;
+  return posted_.load(std::memory_order_acquire) != taken_;
 }
 
 int EventLoop::RunOnce() {
   CurrentScope scope(this);
-  kicked_.store(false, std::memory_order_relaxed);
+  if (kicked_.load(std::memory_order_relaxed)) kicked_.store(false, std::memory_order_relaxed);
   return RunPass();
 }
 
@@ -467,20 +483,7 @@ void EventLoop::Run() { (void)Loop(absl::InfiniteFuture()); }
 bool EventLoop::RunUntil(absl::Time deadline) { return Loop(deadline); }
 
 bool EventLoop::SpinForWork(absl::Time until) {
-  const absl::Time start = absl::Now();
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (HasWork()) return true;
-      sync_internal::CpuRelax();
-    }
-    const absl::Time now = absl::Now();
-    if (now >= until) return HasWork();
-    // After the first few µs, let a peer that shares this CPU run: the
-    // scheduler likes to put a woken thread on its waker's CPU, and a loop
-    // that only spun would then keep the very thread it waits for off the
-    // CPU until its spin ends.
-    if (now - start > kPureSpin) sched_yield();
-  }
+  return sync_internal::SpinFor(kLoopSpin, until, [this] { return HasWork(); }, kPureSpin);
 }
 
 void EventLoop::Sleep(absl::Time wake_at) {
@@ -527,24 +530,33 @@ void EventLoop::Sleep(absl::Time wake_at) {
 bool EventLoop::Loop(absl::Time deadline) {
   CurrentScope scope(this);
   for (;;) {
-    if (stop_.exchange(false, std::memory_order_seq_cst)) return true;
+    // Loads first: the loop writes these lines only when they changed (the
+    // producers read the line beside them).
+    if (stop_.load(std::memory_order_relaxed) && stop_.exchange(false, std::memory_order_seq_cst)) {
+      return true;
+    }
     // Cleared before the pass that reads what the kick announced.
-    kicked_.store(false, std::memory_order_relaxed);
+    if (kicked_.load(std::memory_order_relaxed)) kicked_.store(false, std::memory_order_relaxed);
     const int ran = RunPass();
     if (stop_.load(std::memory_order_seq_cst)) continue;
     if (!Alive()) return true;
-    if (ran > 0) continue;
     absl::Time wake_at = deadline;
     const int64_t next = next_deadline_ns_.load(std::memory_order_relaxed);
     if (next != INT64_MAX) wake_at = std::min(wake_at, absl::FromUnixNanos(next));
-    const absl::Time now = absl::Now();
-    if (wake_at <= now) {
-      if (now >= deadline) return false;
-      continue;  // a timer is due
+    if (wake_at != absl::InfiniteFuture()) {
+      // Only with a deadline or a timer: no clock read on the message path.
+      const absl::Time now = absl::Now();
+      if (wake_at <= now) {
+        if (now >= deadline) return false;
+        continue;  // a timer is due
+      }
     }
-    if (SpinForWork(std::min(wake_at, now + kLoopSpin))) continue;
+    // Busy (the pass ran something) or not, watch for work a bounded time:
+    // a pass that finds nothing costs more than a poll.
+    if (ran > 0 && HasWork()) continue;
+    if (SpinForWork(wake_at)) continue;
     Sleep(wake_at);
-    if (absl::Now() >= deadline) return false;
+    if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) return false;
   }
 }
 

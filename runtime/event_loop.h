@@ -209,16 +209,29 @@ class EventLoop {
   void AddSource(runtime_internal::LoopSource* source);
   void RemoveSource(runtime_internal::LoopSource* source);
   void MergeAddedSources();
+  // Loop thread: keeps `doomed` alive until the callback in progress has
+  // returned (at once when none is).
+  void Defer(std::shared_ptr<void> doomed);
 
   std::unique_ptr<Queue> queue_;
   // The loop's doorbell: Post, Stop, Kick, Release and in-process producers
   // of started sources notify it; the loop sleeps on it (asymmetric fences:
-  // a producer's Notify costs a load, the loop's sleep a membarrier).
-  sync_internal::EventCount wake_{FutexScope::kPrivate,
-                                  sync_internal::EventCount::Fences::kAsymmetric};
+  // a producer's Notify costs a load, the loop's sleep a membarrier). Its own
+  // cache line: every producer reads it, the loop writes it only to sleep.
+  alignas(64) sync_internal::EventCount wake_{FutexScope::kPrivate,
+                                              sync_internal::EventCount::Fences::kAsymmetric};
+  // Written by other threads, read by the loop on every poll (the loop
+  // writes them only when they changed).
+  alignas(64) std::atomic<int64_t> posted_{0};  // closures ever posted
   std::atomic<int64_t> refs_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> kicked_{false};  // timers, refs or watches changed: re-check
+  std::atomic<bool> has_added_{false};  // sources added from other threads
+  // Loop thread.
+  alignas(64) int64_t taken_ = 0;  // closures taken from queue_
+  // Core references (and handlers) that a source let go of during its own
+  // delivery: dropped once the callback returned (LoopAccess::Defer).
+  std::vector<std::shared_ptr<void>> graveyard_;
 
   Mutex timers_mu_;
   std::unordered_map<uint64_t, Timer> timers_;  // by id; guarded
@@ -236,7 +249,6 @@ class EventLoop {
   // Added from other threads, merged into sources_ by the loop.
   Mutex added_mu_;
   std::vector<runtime_internal::LoopSource*> added_;  // guarded
-  std::atomic<bool> has_added_{false};
   bool sources_holes_ = false;
   int dispatch_depth_ = 0;  // nested passes (a callback running RunOnce)
   size_t next_source_ = 0;  // where the next pass starts (round robin)

@@ -91,7 +91,7 @@ class State {
   absl::Status Set(Result result) {
     Continuation cont;
     {
-      UninterruptibleLock<Mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (result_.has_value()) {
         return absl::FailedPreconditionError("promise already satisfied");
       }
@@ -109,7 +109,7 @@ class State {
   // Runs `cont` with the result now (ready) or when Set is called.
   void Subscribe(Continuation cont) {
     {
-      UninterruptibleLock<Mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (!result_.has_value()) {
         cont_ = std::move(cont);
         return;
@@ -119,7 +119,7 @@ class State {
   }
 
   bool Satisfied() {
-    UninterruptibleLock<Mutex> lock(mu_);
+    MutexLock lock(mu_);
     return result_.has_value();
   }
   bool IsReady() const { return ready_.HasBeenNotified(); }
@@ -332,7 +332,7 @@ Future<std::vector<FutureResult<T>>> WhenAll(std::vector<Future<T>> futures) {
     std::move(futures[i]).OnReady([join, i](FutureResult<T>&& r) {
       bool last;
       {
-        UninterruptibleLock<Mutex> lock(join->mu);
+        MutexLock lock(join->mu);
         join->slots[i].emplace(std::move(r));
         last = --join->remaining == 0;
       }

@@ -26,11 +26,12 @@ struct PortCore;
 // started); the transport is what other threads touch.
 //
 // While started, the endpoint holds its core alive (`keep`) because the loop
-// holds a raw pointer to it; Detach() drops that. Deliver() takes its own
-// references to the core and to the handler before running it, and touches
-// nothing of the endpoint afterwards: the handler may replace itself, close,
-// transfer (another thread may own the endpoint the moment the handler's
-// PostMessage returns) or destroy its own port.
+// holds a raw pointer to it. Deliver() takes no reference per message and
+// touches nothing of the endpoint after the handler returns: the handler may
+// replace itself, close, transfer (another thread may own the endpoint the
+// moment the handler's PostMessage returns) or destroy its own port; what it
+// lets go of on the loop's thread — the core reference, the old handler — the
+// loop keeps until the handler has returned (LoopAccess::Defer).
 struct PortEndpoint final : LoopSource {
   PortCore* core = nullptr;
   int side = 0;
@@ -51,6 +52,13 @@ struct PortEndpoint final : LoopSource {
   void LoopGone() override;
 
   bool WantsRef() const { return loop != nullptr && on_message && want_ref && !close_fired; }
+  // Replaces the handler; the old one survives a delivery in progress.
+  void SetHandler(std::shared_ptr<std::function<void(Value)>> handler) {
+    if (on_message && loop != nullptr && EventLoop::Current() == loop) {
+      LoopAccess::Defer(*loop, std::move(on_message));
+    }
+    on_message = std::move(handler);
+  }
   void UpdateRef() {
     if (WantsRef()) {
       if (ref.loop() == nullptr) ref = EventLoop::RefHandle(*loop);
@@ -59,9 +67,8 @@ struct PortEndpoint final : LoopSource {
     }
   }
   // Leaves the loop (if started): no more deliveries, no ref, senders ring
-  // the transport's own doorbell. Returns the core reference the loop held
-  // (the caller drops it where that is safe).
-  std::shared_ptr<PortCore> Detach();
+  // the transport's own doorbell; the loop's core reference is deferred.
+  void Detach();
   void FireClose();
 };
 
@@ -87,14 +94,11 @@ bool PortEndpoint::Deliver() {
   if (on_message) {
     Value v;
     if (t.TryTake(side, v)) {
-      std::shared_ptr<PortCore> hold = keep;
-      std::shared_ptr<std::function<void(Value)>> handler = on_message;
-      (*handler)(std::move(v));
-      return true;  // `this` may belong to another owner, or be gone
+      (*on_message)(std::move(v));
+      return true;  // `this` may belong to another owner now: touch nothing
     }
   }
   if (!close_fired && t.Drained(side)) {
-    std::shared_ptr<PortCore> hold = keep;
     FireClose();
     return true;
   }
@@ -114,20 +118,21 @@ void PortEndpoint::LoopGone() {
   std::shared_ptr<PortCore> dropped = std::move(keep);  // may destroy *this: last
 }
 
-std::shared_ptr<PortCore> PortEndpoint::Detach() {
-  if (loop == nullptr) return nullptr;
-  LoopAccess::RemoveSource(*loop, this);
+void PortEndpoint::Detach() {
+  if (loop == nullptr) return;
+  EventLoop& l = *loop;
+  LoopAccess::RemoveSource(l, this);
   core->transport.AttachLoop(side, nullptr);
   loop = nullptr;
   ref.Reset();
-  return std::move(keep);
+  LoopAccess::Defer(l, std::move(keep));  // may be the last: *this dies after the callback
 }
 
 void PortEndpoint::FireClose() {
   close_fired = true;
   std::function<void()> cb = std::move(on_close);
   on_close = nullptr;
-  std::shared_ptr<PortCore> dropped = Detach();  // the caller holds the core too
+  Detach();
   if (cb) cb();
 }
 
@@ -141,8 +146,8 @@ bool PortAccess::SameChannel(const MessagePort& a, const MessagePort& b) {
 
 void PortAccess::DetachForTransfer(MessagePort& port) {
   PortEndpoint& e = port.core_->end[port.side_];
-  std::shared_ptr<PortCore> dropped = e.Detach();  // `port` holds the core too
-  e.on_message = nullptr;
+  e.SetHandler(nullptr);  // before Detach: deferred on the loop it runs on
+  e.Detach();
   e.on_message_error = nullptr;
   e.on_close = nullptr;
   e.want_ref = true;
@@ -257,8 +262,8 @@ void MessagePort::Release() {
   // end of this function.
   std::shared_ptr<PortCore> core = std::move(core_);
   PortEndpoint& e = core->end[side_];
-  std::shared_ptr<PortCore> dropped = e.Detach();
-  e.on_message = nullptr;
+  e.SetHandler(nullptr);
+  e.Detach();
   e.on_message_error = nullptr;
   e.on_close = nullptr;
   // Nobody can receive these any more. Destroying them now also closes the
@@ -313,22 +318,10 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   // Spin first (kReceiveSpin), polling only the queue (read-only: no line is
-  // taken from the sender) and the closed state once per round; the clock is
-  // read only if the spin lasts.
-  absl::Time spin_end = absl::InfiniteFuture();
-  for (bool spinning = true; spinning;) {
-    for (int i = 0; i < 64; ++i) {
-      if (t.Readable(side_)) {
-        spinning = false;
-        break;
-      }
-      sync_internal::CpuRelax();
-    }
-    if (!spinning || t.Drained(side_)) break;
-    const absl::Time now = absl::Now();
-    if (spin_end == absl::InfiniteFuture()) spin_end = std::min(deadline, now + runtime_internal::kReceiveSpin);
-    if (now >= spin_end) spinning = false;
-  }
+  // taken from the sender) and the closed state.
+  (void)sync_internal::SpinFor(runtime_internal::kReceiveSpin, deadline, [&t, this] {
+    return t.Readable(side_) || t.Drained(side_);
+  });
   for (;;) {
     if (t.TryTake(side_, v)) return v;
     if (t.Drained(side_)) return absl::CancelledError("port closed");
@@ -342,8 +335,8 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
 void MessagePort::OnMessage(std::function<void(Value)> handler) {
   if (core_ == nullptr) return;
   PortEndpoint& e = core_->end[side_];
-  e.on_message = handler ? std::make_shared<std::function<void(Value)>>(std::move(handler))
-                         : nullptr;
+  e.SetHandler(handler ? std::make_shared<std::function<void(Value)>>(std::move(handler))
+                       : nullptr);
   if (e.loop == nullptr && e.on_message && EventLoop::Current() != nullptr) {
     (void)Start(*EventLoop::Current());
     return;

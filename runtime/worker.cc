@@ -40,7 +40,7 @@ absl::Status WorkerRegistry::Register(std::string name, WorkerFunction fn) {
   if (name.empty()) return absl::InvalidArgumentError("worker entry name is empty");
   if (!fn) return absl::InvalidArgumentError(Cat("worker entry '", name, "' is null"));
   Registry& r = GetRegistry();
-  UninterruptibleLock<Mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   if (!r.entries.emplace(name, std::move(fn)).second) {
     return absl::AlreadyExistsError(Cat("worker entry '", name, "' is already registered"));
   }
@@ -58,7 +58,7 @@ bool WorkerRegistry::RegisterOrDie(std::string name, WorkerFunction fn) {
 
 absl::StatusOr<WorkerFunction> WorkerRegistry::Find(std::string_view name) {
   Registry& r = GetRegistry();
-  UninterruptibleLock<Mutex> lock(r.mu);
+  MutexLock lock(r.mu);
   auto it = r.entries.find(name);
   if (it == r.entries.end()) {
     return absl::NotFoundError(Cat("no worker entry named '", name,
@@ -114,7 +114,7 @@ struct WorkerState {
   void Publish(WorkerExitRecord record, const std::shared_ptr<WorkerState>& self) {
     std::vector<Promise<int>> promises;
     {
-      UninterruptibleLock<Mutex> lock(mu);
+      MutexLock lock(mu);
       finished = true;
       exit = std::move(record);
       promises.swap(terminate_promises);
@@ -154,7 +154,7 @@ struct WorkerState {
     std::optional<ErrorRecord> error;
     int code;
     {
-      UninterruptibleLock<Mutex> lock(mu);
+      MutexLock lock(mu);
       error = exit.error;
       code = exit.code;
     }
@@ -280,7 +280,7 @@ void Worker::Destroy() {
   if (state_ == nullptr) return;
   std::shared_ptr<WorkerState> st = std::move(state_);
   {
-    UninterruptibleLock<Mutex> lock(st->mu);
+    MutexLock lock(st->mu);
     if (!st->finished) st->control->RequestTerminate();
   }
   st->owner_port.Close();
@@ -354,7 +354,7 @@ Future<int> Worker::Terminate() {
   Promise<int> p;
   Future<int> f = p.GetFuture();
   {
-    UninterruptibleLock<Mutex> lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->finished) return Future<int>::Ready(state_->exit.code);
     state_->control->RequestTerminate();
     state_->terminate_promises.push_back(std::move(p));

@@ -10,7 +10,7 @@ namespace wharf::runtime_internal {
 AsyncWaitSource::~AsyncWaitSource() {
   std::vector<PendingWait*> left;
   {
-    UninterruptibleLock<Mutex> lock(mu_);
+    MutexLock lock(mu_);
     left.swap(tracked_);
   }
   // A wait a notify took already has its completion queued on the loop,
@@ -21,19 +21,19 @@ AsyncWaitSource::~AsyncWaitSource() {
 }
 
 void AsyncWaitSource::Track(PendingWait* wait) {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   tracked_.push_back(wait);
 }
 
 void AsyncWaitSource::Untrack(PendingWait* wait) {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = std::find(tracked_.begin(), tracked_.end(), wait);
   if (it != tracked_.end()) tracked_.erase(it);
 }
 
 int AsyncWaitSource::ArmSleep(std::span<FutexWaitEntry> out) {
   armed_.clear();
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (PendingWait* w : tracked_) {
     if (armed_.size() == out.size()) break;
     if (!w->arm) continue;
@@ -53,7 +53,7 @@ void AsyncWaitSource::DisarmSleep(int woken) {
   const void* cell = armed_[woken];
   PendingWait* taken = nullptr;
   {
-    UninterruptibleLock<Mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = tracked_.begin(); it != tracked_.end(); ++it) {
       if ((*it)->arm && (*it)->cell == cell && sync_internal::AsyncWaiters::Unregister(*it)) {
         taken = *it;

@@ -47,7 +47,7 @@ void* PollerMain(void* arg) {
       if (errno == EINTR) continue;
       return nullptr;  // the epoll fd was closed (a forked child's copy): nothing to serve
     }
-    UninterruptibleLock<Mutex> lock(p.mu);
+    MutexLock lock(p.mu);
     if (p.epfd != epfd) return nullptr;  // replaced after fork()
     for (int i = 0; i < n; ++i) {
       auto it = p.entries.find(events[i].data.u64);
@@ -99,7 +99,7 @@ constexpr uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
 
 absl::Status FdPoller::Add(uint64_t id, int fd, void* owner, Notify notify) {
   Poller& p = Get();
-  UninterruptibleLock<Mutex> lock(p.mu);
+  MutexLock lock(p.mu);
   if (absl::Status s = EnsureStartedLocked(p); !s.ok()) return s;
   p.entries[id] = Entry{owner, notify};
   epoll_event ev{};
@@ -121,7 +121,7 @@ absl::Status FdPoller::Add(uint64_t id, int fd, void* owner, Notify notify) {
 
 void FdPoller::Rearm(uint64_t id, int fd) {
   Poller& p = Get();
-  UninterruptibleLock<Mutex> lock(p.mu);
+  MutexLock lock(p.mu);
   if (p.pid != getpid() || p.entries.count(id) == 0) return;
   epoll_event ev{};
   ev.events = kEvents;
@@ -131,7 +131,7 @@ void FdPoller::Rearm(uint64_t id, int fd) {
 
 void FdPoller::Remove(uint64_t id, int fd) {
   Poller& p = Get();
-  UninterruptibleLock<Mutex> lock(p.mu);
+  MutexLock lock(p.mu);
   if (p.entries.erase(id) == 0 || p.pid != getpid()) return;
   (void)epoll_ctl(p.epfd, EPOLL_CTL_DEL, fd, nullptr);  // EBADF/ENOENT: closed meanwhile
 }

@@ -34,6 +34,11 @@ SendResult InProcessChannel::TrySend(int to, Value& message) {
                                                          std::memory_order_relaxed)) {
     owner = me;
   }
+  if (owner != me && !d.queue_used.load(std::memory_order_relaxed)) {
+    // Before the enqueue (in this thread's order): a receiver that sees the
+    // element, or the channel drained, sees the flag.
+    d.queue_used.store(true, std::memory_order_release);
+  }
   const bool queued = owner == me ? d.lane.Push(std::move(message))
                                   : d.queue.enqueue(std::move(message));
   if (!queued) {
@@ -70,23 +75,9 @@ bool InProcessChannel::TryTakeQueued(Direction& d, Value& out) {
   return true;
 }
 
-bool InProcessChannel::TryTake(int side, Value& out) {
-  Direction& d = dir_[side];
-  // Alternate between the lane and the queue so that neither starves the
-  // other's producers.
-  d.lane_turn = !d.lane_turn;
-  const bool took = (d.lane_turn && d.lane.Pop(out)) || TryTakeQueued(d, out) ||
-                    (!d.lane_turn && d.lane.Pop(out));
-  if (took && d.bounded) {
-    d.count.fetch_sub(1, std::memory_order_acq_rel);
-    d.space.Notify();
-  }
-  return took;
-}
-
-bool InProcessChannel::Readable(int side) {
-  Direction& d = dir_[side];
-  return d.lane.Ready() || d.cached_next < d.cached_end || d.queue.size_approx() != 0;
+void InProcessChannel::TookOne(Direction& d) {
+  d.count.fetch_sub(1, std::memory_order_acq_rel);
+  d.space.Notify();
 }
 
 bool InProcessChannel::Drained(int side) {
@@ -96,7 +87,8 @@ bool InProcessChannel::Drained(int side) {
   if (InFlightSenders::AnyIn(this)) return false;
   Direction& d = dir_[side];
   if (d.cached_next < d.cached_end || d.lane.Ready()) return false;
-  return d.bounded ? d.count.load(std::memory_order_acquire) == 0 : d.queue.size_approx() == 0;
+  if (d.bounded) return d.count.load(std::memory_order_acquire) == 0;
+  return !QueueUsed(d) || d.queue.size_approx() == 0;
 }
 
 void InProcessChannel::Close() {

@@ -80,9 +80,22 @@ class InProcessChannel {
   // Any thread. Queues `message` for side `to` (moved from only on kOk).
   SendResult TrySend(int to, Value& message);
   // Owner of `side`: the next message, or false.
-  bool TryTake(int side, Value& out);
+  bool TryTake(int side, Value& out) {
+    Direction& d = dir_[side];
+    // Alternate between the lane and the queue so that neither starves the
+    // other's producers; the queue only once a thread has used it.
+    d.lane_turn = !d.lane_turn;
+    const bool took = (d.lane_turn && d.lane.Pop(out)) || (QueueUsed(d) && TryTakeQueued(d, out)) ||
+                      (!d.lane_turn && d.lane.Pop(out));
+    if (took && d.bounded) TookOne(d);
+    return took;
+  }
   // Owner of `side`: something to take now (cheap enough to poll).
-  bool Readable(int side);
+  bool Readable(int side) {
+    Direction& d = dir_[side];
+    return d.lane.Ready() || d.cached_next < d.cached_end ||
+           (QueueUsed(d) && d.queue.size_approx() != 0);
+  }
   // Owner of `side`: closed, and nothing queued or in flight any more.
   bool Drained(int side);
   // Any thread; idempotent. Wakes every receiver and blocked sender.
@@ -117,6 +130,9 @@ class InProcessChannel {
     explicit Direction(bool bounded_in) : bounded(bounded_in) {}
     moodycamel::ConcurrentQueue<Value> queue;
     std::atomic<uint64_t> lane_owner{0};
+    // Set (before its first enqueue) by the first thread that uses `queue`:
+    // until then the receiver does not look at it. Read-mostly.
+    std::atomic<bool> queue_used{false};
     SpscLane<Value> lane;
     const bool bounded;
     alignas(64) std::atomic<int64_t> count{0};
@@ -133,7 +149,11 @@ class InProcessChannel {
     bool lane_turn = true;
   };
 
+  static bool QueueUsed(const Direction& d) {
+    return d.queue_used.load(std::memory_order_relaxed);
+  }
   bool TryTakeQueued(Direction& d, Value& out);
+  void TookOne(Direction& d);
   void Ring(Direction& d);
 
   const int64_t capacity_;

@@ -5,6 +5,9 @@
 #ifndef WHARF_RUNTIME_INTERNAL_LOOP_ACCESS_H_
 #define WHARF_RUNTIME_INTERNAL_LOOP_ACCESS_H_
 
+#include <memory>
+#include <utility>
+
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/internal/loop_source.h"
 #include "wharf/sync/internal/event_count.h"
@@ -19,6 +22,13 @@ struct LoopAccess {
   // `loop` pending calls Doorbell(loop).Notify() (one load when the loop is
   // awake; a futex wake when it sleeps). Any thread, while the loop lives.
   static sync_internal::EventCount& Doorbell(EventLoop& loop) { return loop.wake_; }
+  // Loop thread: keeps `doomed` (a core or a handler a source let go of)
+  // alive until the callback in progress returns, so that a source may
+  // release itself from inside its own delivery without the dispatcher
+  // taking a reference per message.
+  static void Defer(EventLoop& loop, std::shared_ptr<void> doomed) {
+    loop.Defer(std::move(doomed));
+  }
   // The loop's WaitAsync cells (created on first use). Any thread.
   static AsyncWaitSource& AsyncWaits(EventLoop& loop);
 };

@@ -16,13 +16,13 @@ uint64_t CurrentActorId() { return tls_context == nullptr ? 0 : tls_context->id(
 namespace runtime_internal {
 
 void WorkerControl::Decide(int code) {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!decided_.has_value()) decided_ = code;
 }
 
 void WorkerControl::RequestTerminate() {
   {
-    UninterruptibleLock<Mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!decided_.has_value()) decided_ = 1;
     if (loop_ != nullptr) loop_->Stop();
   }
@@ -30,26 +30,26 @@ void WorkerControl::RequestTerminate() {
 }
 
 void WorkerControl::RequestExit(int code) {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!decided_.has_value()) decided_ = code;
   if (loop_ != nullptr) loop_->Stop();
 }
 
 bool WorkerControl::terminating() const {
   if (interrupter_.requested()) return true;
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   return decided_.has_value();
 }
 
 bool WorkerControl::AttachLoop(EventLoop* loop) {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (interrupter_.requested()) return false;
   loop_ = loop;
   return true;
 }
 
 void WorkerControl::DetachLoop() {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   loop_ = nullptr;
 }
 
@@ -62,14 +62,14 @@ void WorkerControl::RecordUncaught(std::exception_ptr e) noexcept {
   } catch (...) {
   }
   ErrorRecord record = ours ? ErrorRecord{} : ErrorRecord::Of(e);
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (decided_.has_value()) return;
   decided_ = 1;
   if (!ours) error_ = std::move(record);
 }
 
 WorkerExitRecord WorkerControl::Finish() {
-  UninterruptibleLock<Mutex> lock(mu_);
+  MutexLock lock(mu_);
   WorkerExitRecord r;
   r.code = decided_.value_or(0);
   r.error = error_;

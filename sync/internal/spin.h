@@ -17,6 +17,8 @@
 #ifndef WHARF_SYNC_INTERNAL_SPIN_H_
 #define WHARF_SYNC_INTERNAL_SPIN_H_
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "absl/time/clock.h"
@@ -64,16 +66,32 @@ inline bool SpinPauses(int pauses, Ready&& ready) {
 // returns true (true) or `spin` has passed — at most until `deadline` — with
 // the clock read every kPausesPerClockRead pauses (false). `spin` <= 0 spins
 // not at all; any positive `spin` spins at least kPausesPerClockRead pauses.
+// The clock is first read only after those: a wait that ends within them
+// (a reply from a peer on another CPU, typically) costs no clock read.
+//
+// `yield_after`: once the spin has lasted this long, yield the CPU
+// (sched_yield) between rounds — for a waiter whose producer may share its
+// CPU (the scheduler likes to put a woken thread on its waker's CPU, and a
+// pure spin would then keep the very thread it waits for off the CPU until
+// the spin ends). InfiniteDuration: never yield.
 template <class Ready>
-inline bool SpinFor(absl::Duration spin, absl::Time deadline, Ready&& ready) {
+inline bool SpinFor(absl::Duration spin, absl::Time deadline, Ready&& ready,
+                    absl::Duration yield_after = absl::InfiniteDuration()) {
   if (spin <= absl::ZeroDuration()) return false;
-  const absl::Time spin_end = std::min(deadline, absl::Now() + spin);
+  absl::Time start = absl::InfiniteFuture();
+  absl::Time spin_end = absl::InfiniteFuture();
   for (;;) {
     for (int i = 0; i < kPausesPerClockRead; ++i) {
       CpuRelax();
       if (ready()) return true;
     }
-    if (absl::Now() >= spin_end) return false;
+    const absl::Time now = absl::Now();
+    if (start == absl::InfiniteFuture()) {
+      start = now;
+      spin_end = std::min(deadline, now + spin);
+    }
+    if (now >= spin_end) return false;
+    if (now - start >= yield_after) sched_yield();
   }
 }
 

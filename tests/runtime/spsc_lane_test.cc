@@ -66,6 +66,36 @@ TEST(SpscLaneTest, DestroysQueuedElements) {
 
 // One producer, one consumer, 10^6 strings (non-trivial elements): every
 // element arrives once, in order, intact (TSan: the release/acquire pairs).
+// Finished segments go back to the producer: a lane that keeps being drained
+// allocates only what its largest backlog needed, and keeps at most
+// kMaxSpares spare segments.
+TEST(SpscLaneTest, FinishedSegmentsAreReusedAndSparesBounded) {
+  constexpr int kSlots = SpscLane<int>::kSlots;
+  SpscLane<int> lane;
+  int next = 0, expected = 0;
+  auto push = [&](int n) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(lane.Push(int(next++)));
+  };
+  auto pop_all = [&] {
+    int v;
+    while (lane.Pop(v)) ASSERT_EQ(v, expected++);
+  };
+  push(10 * kSlots);
+  pop_all();
+  const int allocated = lane.allocated_for_testing();
+  EXPECT_EQ(allocated, 10);
+  EXPECT_GE(lane.spares_for_testing(), 8);  // the finished ones (not the current)
+  for (int round = 0; round < 50; ++round) {  // the same backlog, again and again
+    push(8 * kSlots);
+    pop_all();
+  }
+  EXPECT_EQ(lane.allocated_for_testing(), allocated);  // reused, never allocated
+  // A huge backlog: spares beyond the bound are freed when drained.
+  push((SpscLane<int>::kMaxSpares + 100) * kSlots);
+  pop_all();
+  EXPECT_LE(lane.spares_for_testing(), SpscLane<int>::kMaxSpares);
+}
+
 TEST(SpscLaneTest, StressProducerConsumer) {
   Watchdog dog("SpscLane stress", absl::Seconds(120));
   constexpr int64_t kN = 1000000;

@@ -406,9 +406,10 @@ int EventLoop::RunPass() {
   ++dispatch_depth_;
   MergeAddedSources();
   int ran = DrainQueue();
-  ran += RunDueTimers();
+  const int timers = RunDueTimers();
   ran += RunSources();
-  return ran;
+  busy_ = ran > 0;
+  return ran + timers;
 }
 
 bool EventLoop::HasWork() {
@@ -537,7 +538,7 @@ bool EventLoop::Loop(absl::Time deadline) {
     }
     // Cleared before the pass that reads what the kick announced.
     if (kicked_.load(std::memory_order_relaxed)) kicked_.store(false, std::memory_order_relaxed);
-    const int ran = RunPass();
+    RunPass();
     if (stop_.load(std::memory_order_seq_cst)) continue;
     if (!Alive()) return true;
     absl::Time wake_at = deadline;
@@ -551,10 +552,12 @@ bool EventLoop::Loop(absl::Time deadline) {
         continue;  // a timer is due
       }
     }
-    // Busy (the pass ran something) or not, watch for work a bounded time:
-    // a pass that finds nothing costs more than a poll.
-    if (ran > 0 && HasWork()) continue;
-    if (SpinForWork(wake_at)) continue;
+    // After messages or closures, watch for more a bounded time (a reply to
+    // what a handler sent usually comes within µs); a pass that ran only
+    // timers, or nothing, goes straight to sleep: a loop woken by a periodic
+    // timer pays no spin.
+    if (HasWork()) continue;
+    if (busy_ && SpinForWork(wake_at)) continue;
     Sleep(wake_at);
     if (deadline != absl::InfiniteFuture() && absl::Now() >= deadline) return false;
   }

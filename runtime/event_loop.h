@@ -27,12 +27,12 @@
 // consumed, everything else is as it was, and calling Run() again resumes.
 // An exception thrown by the handler itself propagates the same way.
 //
-// Blocking and cost: Run() blocks its thread. When there is nothing to do the
-// loop watches for work for up to 20 µs (a message from a peer on another CPU
-// usually arrives within a few µs; a futex sleep and wake-up costs 7-12 µs
-// each way) and then sleeps, using no CPU, until work, a timer, a Stop() or a
-// readable watched fd. Post() is a lock-free enqueue; it makes a syscall only
-// when the loop sleeps.
+// Blocking and cost: Run() blocks its thread. After running messages or
+// closures the loop watches for more for up to 20 µs (a message from a peer
+// on another CPU usually arrives within a few µs; a futex sleep and wake-up
+// costs 7-12 µs each way) and then sleeps, using no CPU, until work, a timer,
+// a Stop() or a readable watched fd; after only timers it sleeps at once.
+// Post() is a lock-free enqueue; it makes a syscall only when the loop sleeps.
 //
 // Thread-safety: Post, Stop, the timer calls, WatchFd/UnwatchFd, AddRef,
 // Release and RefHandle may be called from any thread. Run/RunOnce/RunUntil
@@ -251,6 +251,7 @@ class EventLoop {
   std::vector<runtime_internal::LoopSource*> added_;  // guarded
   bool sources_holes_ = false;
   int dispatch_depth_ = 0;  // nested passes (a callback running RunOnce)
+  bool busy_ = false;       // the last pass ran closures or deliveries
   size_t next_source_ = 0;  // where the next pass starts (round robin)
 
   Mutex fds_mu_;

@@ -9,7 +9,7 @@
 
 #include "absl/time/clock.h"
 #include "concurrentqueue/concurrentqueue.h"
-#include "wharf/runtime/internal/async_wait_source.h"
+#include "wharf/runtime/internal/async_wait_set.h"
 #include "wharf/runtime/internal/fd_poller.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/runtime/internal/loop_source.h"
@@ -48,7 +48,7 @@ int64_t ToNanos(absl::Time t) { return absl::ToUnixNanos(t); }
 }  // namespace
 
 namespace runtime_internal {
-AsyncWaitSource& LoopAccess::AsyncWaits(EventLoop& loop) { return *loop.async_waits_; }
+AsyncWaitSet& LoopAccess::AsyncWaits(EventLoop& loop) { return *loop.async_waits_; }
 }  // namespace runtime_internal
 
 struct EventLoop::Queue {
@@ -63,7 +63,7 @@ struct EventLoop::FdWatch {
 
 EventLoop::EventLoop()
     : queue_(std::make_unique<Queue>()),
-      async_waits_(std::make_unique<runtime_internal::AsyncWaitSource>()) {}
+      async_waits_(std::make_unique<runtime_internal::AsyncWaitSet>()) {}
 
 EventLoop::~EventLoop() {
   // Sources still registered outlive the loop: they must forget it.
@@ -107,7 +107,9 @@ void EventLoop::Post(absl::AnyInvocable<void()> fn) {
 }
 
 void EventLoop::Defer(std::shared_ptr<void> doomed) {
-  if (dispatch_depth_ == 0) return;  // no callback in progress: dropped now
+  // Not inside one of this loop's callbacks (before Run, or the loop's owner
+  // on another thread while it does not run): nothing to outlive, dropped now.
+  if (current_loop != this || dispatch_depth_ == 0) return;
   graveyard_.push_back(std::move(doomed));
 }
 
@@ -365,6 +367,14 @@ void EventLoop::RemoveSource(runtime_internal::LoopSource* source) {
 int EventLoop::RunSources() {
   using runtime_internal::LoopSource;
   const size_t n = sources_.size();
+  // Round robin: a busy (or throwing) first source does not always go first.
+  struct Advance {
+    size_t& next;
+    size_t n;
+    ~Advance() {
+      if (n != 0) next = (next + 1) % n;
+    }
+  } advance{next_source_, n};
   int ran = 0;
   for (size_t k = 0; k < n && !stop_.load(std::memory_order_relaxed); ++k) {
     const size_t i = (next_source_ + k) % n;
@@ -381,8 +391,6 @@ int EventLoop::RunSources() {
       if (stop_.load(std::memory_order_relaxed)) break;
     }
   }
-  // Round robin: a busy first source does not always go first.
-  if (n != 0) next_source_ = (next_source_ + 1) % n;
   return ran;
 }
 
@@ -426,23 +434,27 @@ bool EventLoop::HasWork() {
 // --- Running ------------------------------------------------------------------
 
 template <class F>
-bool EventLoop::Invoke(F&& fn) {
-  // What a callback let go of dies after it, also when it throws.
+void EventLoop::Invoke(F&& fn) {
+  // What this callback let go of dies after it, also when it throws — only
+  // that (a nested pass buries its own), one at a time (a destructor may let
+  // go of more: a port owned by what a handler dropped).
   struct Bury {
     std::vector<std::shared_ptr<void>>& graveyard;
+    const size_t mark;
     ~Bury() {
-      if (!graveyard.empty()) graveyard.clear();
+      while (graveyard.size() > mark) {
+        std::shared_ptr<void> doomed = std::move(graveyard.back());
+        graveyard.pop_back();
+      }
     }
-  } bury{graveyard_};
+  } bury{graveyard_, graveyard_.size()};
   try {
     fn();
-    return true;
   } catch (...) {
     if (!on_exception_) throw;  // out of Run(): the loop stays consistent
     // A copy: the handler may replace itself.
     std::function<void(std::exception_ptr)> handler = on_exception_;
     handler(std::current_exception());  // a throw from it propagates the same way
-    return false;
   }
 }
 
@@ -476,6 +488,15 @@ bool EventLoop::Alive() {
 int EventLoop::RunOnce() {
   CurrentScope scope(this);
   if (kicked_.load(std::memory_order_relaxed)) kicked_.store(false, std::memory_order_relaxed);
+  // A Stop() pending for the next Run() does not cut this pass short.
+  const bool stopped = stop_.exchange(false, std::memory_order_seq_cst);
+  struct Restore {
+    std::atomic<bool>& stop;
+    bool stopped;
+    ~Restore() {
+      if (stopped) stop.store(true, std::memory_order_seq_cst);
+    }
+  } restore{stop_, stopped};
   return RunPass();
 }
 
@@ -515,7 +536,9 @@ void EventLoop::Sleep(absl::Time wake_at) {
   for (runtime_internal::LoopSource* s : sources_) {
     if (s != nullptr) arm(s);
   }
-  arm(async_waits_.get());
+  // Pending WaitAsyncs' cells (for notifiers in other processes).
+  const int waits_first = n;
+  n += async_waits_->ArmSleep(std::span<FutexWaitEntry>(entries + n, kMaxFutexWaitEntries - n));
   int woken = -1;
   if (!HasWork() && Alive()) {
     const FutexWaitAnyResult r = FutexWaitAny(std::span<const FutexWaitEntry>(entries, n), wake_at);
@@ -526,6 +549,7 @@ void EventLoop::Sleep(absl::Time wake_at) {
     const Armed& a = armed[i];
     a.source->DisarmSleep(woken >= a.first && woken < a.first + a.count ? woken - a.first : -1);
   }
+  async_waits_->DisarmSleep(woken >= waits_first ? woken - waits_first : -1);
 }
 
 bool EventLoop::Loop(absl::Time deadline) {

@@ -68,7 +68,7 @@ namespace wharf {
 namespace runtime_internal {
 class LoopSource;
 struct LoopAccess;
-class AsyncWaitSource;
+class AsyncWaitSet;
 }  // namespace runtime_internal
 
 // A timer's handle; 0 is never a valid id.
@@ -190,7 +190,7 @@ class EventLoop {
   TimerId AddTimer(absl::Duration delay, absl::Duration period, absl::AnyInvocable<void()> fn);
   void PublishNextDeadlineLocked();
   template <class F>
-  bool Invoke(F&& fn);
+  void Invoke(F&& fn);
   int DrainQueue();
   int RunDueTimers();
   int RunSources();
@@ -203,9 +203,10 @@ class EventLoop {
   void Kick();  // wakes the loop to re-read its state
   void RunFdCallback(uint64_t id);
 
-  // The dispatcher's sources (runtime_internal::LoopSource). From the loop's
-  // thread, or from another while the loop does not run a pass (a source
-  // added from another thread joins at the loop's next pass).
+  // The dispatcher's sources (runtime_internal::LoopSource). AddSource from
+  // the loop's thread, or from another (the source joins at the loop's next
+  // pass); RemoveSource only from the loop's thread, or while no thread runs
+  // the loop.
   void AddSource(runtime_internal::LoopSource* source);
   void RemoveSource(runtime_internal::LoopSource* source);
   void MergeAddedSources();
@@ -213,22 +214,28 @@ class EventLoop {
   // returned (at once when none is).
   void Defer(std::shared_ptr<void> doomed);
 
+  // The groups below are kept on separate cache lines by padding rather
+  // than alignas: a loop lives on stacks, whose 64-byte alignment ASan's
+  // fake stack does not provide.
   std::unique_ptr<Queue> queue_;
+  char pad0_[64];
   // The loop's doorbell: Post, Stop, Kick, Release and in-process producers
   // of started sources notify it; the loop sleeps on it (asymmetric fences:
-  // a producer's Notify costs a load, the loop's sleep a membarrier). Its own
-  // cache line: every producer reads it, the loop writes it only to sleep.
-  alignas(64) sync_internal::EventCount wake_{FutexScope::kPrivate,
-                                              sync_internal::EventCount::Fences::kAsymmetric};
+  // a producer's Notify costs a load, the loop's sleep a membarrier). Alone
+  // on its line: every producer reads it, the loop writes it only to sleep.
+  sync_internal::EventCount wake_{FutexScope::kPrivate,
+                                  sync_internal::EventCount::Fences::kAsymmetric};
+  char pad1_[64];
   // Written by other threads, read by the loop on every poll (the loop
   // writes them only when they changed).
-  alignas(64) std::atomic<int64_t> posted_{0};  // closures ever posted
+  std::atomic<int64_t> posted_{0};  // closures ever posted
   std::atomic<int64_t> refs_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> kicked_{false};  // timers, refs or watches changed: re-check
   std::atomic<bool> has_added_{false};  // sources added from other threads
+  char pad2_[64];
   // Loop thread.
-  alignas(64) int64_t taken_ = 0;  // closures taken from queue_
+  int64_t taken_ = 0;  // closures taken from queue_
   // Core references (and handlers) that a source let go of during its own
   // delivery: dropped once the callback returned (LoopAccess::Defer).
   std::vector<std::shared_ptr<void>> graveyard_;
@@ -258,7 +265,7 @@ class EventLoop {
   std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds_;  // guarded
   std::atomic<int64_t> ref_fds_{0};
 
-  std::unique_ptr<runtime_internal::AsyncWaitSource> async_waits_;  // WaitAsync's cells
+  std::unique_ptr<runtime_internal::AsyncWaitSet> async_waits_;  // WaitAsync's cells
 
   std::function<void(std::exception_ptr)> on_exception_;  // loop thread
 };

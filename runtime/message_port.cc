@@ -86,8 +86,8 @@ struct PortCore {
 
 bool PortEndpoint::Pending() {
   PortTransport& t = core->transport;
-  // Polled while the loop spins: Drained only once the channel is closed.
-  return (on_message && t.Readable(side)) || (!close_fired && t.closed() && t.Drained(side));
+  // Polled while the loop spins (Drained is one load on an open channel).
+  return (on_message && t.Readable(side)) || (!close_fired && t.Drained(side));
 }
 
 bool PortEndpoint::Deliver() {
@@ -319,14 +319,9 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   // Spin first (kReceiveSpin), polling only the queue (read-only: no line is
-  // taken from the sender) and the closed state.
-  // Each poll is a few loads between pauses (the VM's vCPUs may be SMT
-  // siblings, where a heavier poll slows the very sender it waits for); the
-  // closed state is looked at every 64 polls.
-  uint32_t polls = 0;
-  (void)sync_internal::SpinFor(runtime_internal::kReceiveSpin, deadline, [&t, &polls, this] {
-    return t.Readable(side_) || ((++polls & 63) == 0 && t.Drained(side_));
-  });
+  // taken from the sender) and the closed state (one load while open).
+  (void)sync_internal::SpinFor(runtime_internal::kReceiveSpin, deadline,
+                               [&t, this] { return t.Readable(side_) || t.Drained(side_); });
   for (;;) {
     if (t.TryTake(side_, v)) return v;
     if (t.Drained(side_)) return absl::CancelledError("port closed");

@@ -94,12 +94,15 @@ class MessagePort {
   // --- Sending (any thread) --------------------------------------------------
 
   // Structured clone of `message`, moving the Buffers and ports in
-  // `transfer` (pointers into `message`). All or nothing; after a failed
-  // send the moved items are back in `message`.
+  // `transfer` (pointers into `message`). All or nothing: a DataCloneError
+  // moves nothing; after a failed send (closed, full) the moved items are
+  // back in `message` — a listed port that was started comes back stopped,
+  // without its handlers (it left its loop to travel).
   absl::Status PostMessage(Value& message, std::span<const Transferable> transfer = {});
   // Moves `message`, ports inside it included (checked as a transfer: a
-  // DataCloneError leaves `message` intact; after a closure or capacity
-  // error the message is dropped).
+  // DataCloneError leaves `message` intact). After a closure or capacity
+  // error a message holding ports (an array, map or port) is dropped — its
+  // ports closed — and any other is left as it was.
   absl::Status PostMessage(Value&& message);
 
   // Closes both ends. Any thread; idempotent.

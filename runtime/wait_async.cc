@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
-#include "wharf/runtime/internal/async_wait_source.h"
+#include "wharf/runtime/internal/async_wait_set.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/sync/internal/async_waiters.h"
 
@@ -16,7 +16,7 @@ using runtime_internal::LoopAccess;
 using sync_internal::AsyncWaiters;
 
 // One pending wait. It is registered in the process's AsyncWaiters table and
-// tracked by its loop's AsyncWaitSource; whoever unregisters it — a Notify
+// tracked by its loop's AsyncWaitSet; whoever unregisters it — a Notify
 // (`notified`), the loop's own futex wake (`woken`), its timer, or WaitAsync's
 // own re-check — completes it, so it completes exactly once. While
 // registered it owns itself (`self`); the completer takes that reference.
@@ -41,9 +41,9 @@ void Complete(const std::shared_ptr<WaitOp>& op, WaitResult result) {
   op->ref.Reset();
 }
 
-void PostCompletion(WaitOp* op, WaitResult result) {
+void PostOk(WaitOp* op) {
   std::shared_ptr<WaitOp> self = std::move(op->self);
-  op->loop->Post([self = std::move(self), result] { Complete(self, result); });
+  op->loop->Post([self = std::move(self)] { Complete(self, WaitResult::kOk); });
 }
 
 template <class T>
@@ -55,15 +55,13 @@ Future<WaitResult> WaitAsyncImpl(EventLoop& loop, T& cell, T expected, absl::Dur
   op->loop = &loop;
   op->ref = loop.MakeRef();
   op->cell = &cell;
-  op->arm = options.scope == FutexScope::kShared;
-  // Under the registry's bucket lock (any thread): post, nothing more.
-  op->notified = [](sync_internal::AsyncWaiter* w) {
-    PostCompletion(static_cast<WaitOp*>(w), WaitResult::kOk);
-  };
-  // The loop's sleep consumed a wake of the cell (a notifier elsewhere).
-  op->woken = [](runtime_internal::PendingWait* w) {
-    PostCompletion(static_cast<WaitOp*>(w), WaitResult::kOk);
-  };
+  op->watch = options.scope == FutexScope::kShared;
+  op->wide = sizeof(T) == 8;
+  op->expected = static_cast<uint64_t>(expected);
+  // A notify took it (under the registry's bucket lock, any thread: post,
+  // nothing more), or the loop's sleep saw its cell woken or changed.
+  op->notified = [](sync_internal::AsyncWaiter* w) { PostOk(static_cast<WaitOp*>(w)); };
+  op->woken = [](runtime_internal::PendingWait* w) { PostOk(static_cast<WaitOp*>(w)); };
   // The loop is being destroyed with the wait pending: the promise breaks.
   op->abandoned = [](runtime_internal::PendingWait* w) {
     std::shared_ptr<WaitOp> self = std::move(static_cast<WaitOp*>(w)->self);

@@ -16,10 +16,13 @@
 // exactly once.
 //
 // Notifiers in another process (the cell in shared memory, shared scope):
-// the loop adds the cell to its own futex wait while it sleeps, so their
-// notify completes the wait too — for up to ~120 distinct cells per loop
-// (futex_waitv's limit, shared with the loop's other sources); beyond that
-// only notifies from this process are seen.
+// the loop watches the cell while it sleeps. A store then notify there — the
+// JS idiom — always completes the wait: a changed value is seen when the loop
+// next sleeps or wakes (also a store without a notify, then: towards waking,
+// as atomics::Wait does for a store racing its start). A notify without a
+// store is seen only while the loop sleeps in the futex. Up to ~120 distinct
+// cells per loop are watched (futex_waitv's limit, shared with the loop's
+// other sources); beyond that only notifies from this process are seen.
 //
 // Cost: no thread per wait. WaitAsync is a registration under a per-bucket
 // lock (and a loop timer when the timeout is finite); a Notify that finds it

@@ -132,13 +132,17 @@ struct WorkerState {
   void OnRecord() {
     if (detached) return;
     record_seen = true;
-    if (!on_message) {
-      // Still no handler: what the worker posted is dropped (an
-      // EventEmitter with no listener), so that the port can drain.
-      while (owner_port.TryReceive().has_value()) {
-      }
-    }
+    // The channel closes from this side too: the worker's end may have gone
+    // anywhere (transferred away); what it posted is still delivered.
+    owner_port.Close();
+    if (!on_message) DropKept();
     MaybeFinish();
+  }
+  // The worker has ended and there is no handler: what it posted is dropped
+  // (an EventEmitter with no listener), so that the port can drain.
+  void DropKept() {
+    while (owner_port.TryReceive().has_value()) {
+    }
   }
   void OnPortClosed() {
     if (detached) return;
@@ -164,7 +168,11 @@ struct WorkerState {
       ~ReleaseRef() { s->owner_ref.Reset(); }
     } release{this};
     std::exception_ptr first;
-    FireOnline();
+    try {
+      FireOnline();  // when the worker never ran (terminated before its start)
+    } catch (...) {
+      first = std::current_exception();
+    }
     if (error.has_value() && !detached) {
       if (auto h = on_error) {
         try {
@@ -303,7 +311,8 @@ void Worker::OnMessage(std::function<void(Value)> h) {
   if (!state_) return;
   state_->on_message = h;
   if (!h) {
-    state_->owner_port.OnMessage(nullptr);  // messages are kept meanwhile
+    state_->owner_port.OnMessage(nullptr);  // messages are kept meanwhile...
+    if (state_->record_seen) state_->DropKept();  // ...unless the worker has ended
     return;
   }
   std::weak_ptr<WorkerState> weak = state_;

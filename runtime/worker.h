@@ -44,8 +44,8 @@
 // moved then), FailedPrecondition without an owner loop, ResourceExhausted
 // when no thread can be started. PostMessage: as MessagePort::PostMessage.
 //
-// Thread-safety: Terminate, PostMessage and HasRef from any thread; Start,
-// the On* setters, Ref/Unref and destruction on the owner loop's thread (or
+// Thread-safety: Terminate and PostMessage from any thread; Start, the On*
+// setters, Ref/Unref/HasRef and destruction on the owner loop's thread (or
 // one thread before that loop runs). Destroying a running Worker terminates
 // it and blocks until its thread has left (see above); the Worker must be
 // destroyed before its owner EventLoop.
@@ -216,8 +216,10 @@ class Worker {
   absl::Status PostMessage(Value&& message);
 
   // Stops the worker (see the header comment). The future holds the exit
-  // code (1 when terminated, or the code the worker had already decided).
-  // Idempotent; any thread.
+  // code (1 when terminated, or the code the worker had already decided);
+  // it completes when the worker's thread has ended its life, on that
+  // thread (an OnReady continuation runs there; Then(loop, ...) runs on the
+  // loop). Idempotent; any thread.
   Future<int> Terminate();
 
   // A running worker keeps the owner loop's Run() going; Unref() stops that,

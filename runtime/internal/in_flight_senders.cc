@@ -1,5 +1,9 @@
 #include "wharf/runtime/internal/in_flight_senders.h"
 
+#include <sched.h>
+
+#include "wharf/sync/internal/spin.h"
+
 namespace wharf::runtime_internal {
 
 namespace {
@@ -48,6 +52,27 @@ InFlightSenders::Record* InFlightSenders::Acquire() {
   tls_record_ = r;
   releaser.record = r;  // odr-use: registers the thread-exit destructor
   return r;
+}
+
+void InFlightSenders::WaitForLeavers(const void* queue) {
+  struct Seen {
+    Record* record;
+    uint32_t entries;
+  };
+  // A handful at a time (a window is a few instructions: they rarely wait).
+  for (Record* it = head.load(std::memory_order_acquire); it != nullptr; it = it->next) {
+    if (it->target.load(std::memory_order_acquire) != queue) continue;
+    const Seen seen{it, it->entries.load(std::memory_order_relaxed)};
+    for (int spins = 0; seen.record->target.load(std::memory_order_acquire) == queue &&
+                        seen.record->entries.load(std::memory_order_relaxed) == seen.entries;
+         ++spins) {
+      if (spins < 1000) {
+        sync_internal::CpuRelax();
+      } else {
+        sched_yield();  // a sender preempted inside its window
+      }
+    }
+  }
 }
 
 bool InFlightSenders::AnyIn(const void* queue) {

@@ -29,6 +29,7 @@
 #define WHARF_RUNTIME_INTERNAL_IN_FLIGHT_SENDERS_H_
 
 #include <atomic>
+#include <cstdint>
 
 #include "wharf/sync/internal/asymmetric_fence.h"
 
@@ -41,6 +42,9 @@ class InFlightSenders {
  public:
   struct alignas(64) Record {
     std::atomic<const void*> target{nullptr};
+    // Windows entered so far (written by the owning thread only): tells a
+    // waiter that a thread it saw inside has left, even if it entered again.
+    std::atomic<uint32_t> entries{0};
     std::atomic<bool> in_use{false};
     Record* next = nullptr;  // immutable once published
   };
@@ -50,12 +54,21 @@ class InFlightSenders {
   static void Enter(const void* queue) {
     Record* r = Mine();
     r->target.store(queue, std::memory_order_relaxed);
+    r->entries.store(r->entries.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     LightFence();
   }
   static void Leave() { Mine()->target.store(nullptr, std::memory_order_release); }
 
   // True when some thread is between Enter(queue) and Leave().
   static bool AnyIn(const void* queue);
+
+  // Waits until every thread that is between Enter(queue) and Leave() now
+  // has left that window (threads that enter later are not waited for: after
+  // the caller's HeavyFence they see what the caller published). Bounded by
+  // the windows already open — unlike waiting for !AnyIn(queue), which under
+  // a steady stream of senders might never see an empty instant. Spins, then
+  // yields.
+  static void WaitForLeavers(const void* queue);
 
   // Thread exit: gives the record back (called by a thread_local destructor).
   static void Release();

@@ -1,7 +1,5 @@
 #include "wharf/runtime/internal/in_process_channel.h"
 
-#include <sched.h>
-
 #include "wharf/runtime/internal/in_flight_senders.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/sync/internal/asymmetric_fence.h"
@@ -18,13 +16,18 @@ InProcessChannel::InProcessChannel(size_t capacity)
 SendResult InProcessChannel::TrySend(int to, Value& message) {
   Direction& d = dir_[to];
   InFlightSenders::Enter(this);  // then LightFence: see state_
+  // Every way out of the sender's window rings (see the protocol in the
+  // header): a receiver that saw the channel closed while this sender was in
+  // flight sleeps until a ring after its Leave — also when the send fails.
   if (state_.load(std::memory_order_relaxed) != 0) {
     InFlightSenders::Leave();
+    Ring(d);
     return SendResult::kClosed;
   }
   if (d.bounded && d.count.fetch_add(1, std::memory_order_acq_rel) >= capacity_) {
     d.count.fetch_sub(1, std::memory_order_acq_rel);
     InFlightSenders::Leave();
+    Ring(d);
     return SendResult::kFull;
   }
   // The fast lane when this thread owns it (or claims it now).
@@ -41,18 +44,14 @@ SendResult InProcessChannel::TrySend(int to, Value& message) {
   }
   const bool queued = owner == me ? d.lane.Push(std::move(message))
                                   : d.queue.enqueue(std::move(message));
-  if (!queued) {
-    if (d.bounded) d.count.fetch_sub(1, std::memory_order_acq_rel);
-    InFlightSenders::Leave();
-    return SendResult::kNoMemory;
-  }
+  if (!queued && d.bounded) d.count.fetch_sub(1, std::memory_order_acq_rel);
   InFlightSenders::Leave();
   // Ring after leaving the sender's window — a receiver that found the
   // channel closed but this send in flight may be asleep waiting for the
   // Leave — inside a ringer's window, so that AttachLoop waits for us before
   // the doorbell (a loop's) can die.
   Ring(d);
-  return SendResult::kOk;
+  return queued ? SendResult::kOk : SendResult::kNoMemory;
 }
 
 void InProcessChannel::Ring(Direction& d) {
@@ -139,16 +138,11 @@ void InProcessChannel::AttachLoop(int side, EventLoop* loop) {
   EventCount* next = loop != nullptr ? &LoopAccess::Doorbell(*loop) : &d.ready;
   EventCount* prev = d.doorbell.exchange(next, std::memory_order_acq_rel);
   if (prev == next || prev == &d.ready) return;  // nothing can dangle
-  // Senders and closers that loaded `prev` are in their window: the store
+  // Senders and ringers that loaded `prev` are in their window: the store
   // above and their Enter form the Dekker pair of in_flight_senders.h.
   sync_internal::HeavyFence();
-  for (int spins = 0; InFlightSenders::AnyIn(this) || InFlightSenders::AnyIn(&state_); ++spins) {
-    if (spins < 1000) {
-      sync_internal::CpuRelax();
-    } else {
-      sched_yield();  // a sender preempted inside its window
-    }
-  }
+  InFlightSenders::WaitForLeavers(this);
+  InFlightSenders::WaitForLeavers(&state_);
 }
 
 }  // namespace wharf::runtime_internal

@@ -32,9 +32,12 @@
 //     enqueue, closers — inside a ringer's window (InFlightSenders under the
 //     tag &state_, distinct from a sender's, so that Drained() does not wait
 //     for a ring). Moving it off a loop runs HeavyFence and then waits until
-//     no sender or ringer is in flight, so none still holds the old loop's
-//     EventCount when AttachLoop returns (the loop may then die). A sender
-//     rings after leaving its sender window: a receiver that saw the channel
+//     every sender and ringer in flight at that moment has left its window
+//     (InFlightSenders::WaitForLeavers: bounded even under a steady stream of
+//     senders), so none still holds the old loop's EventCount when
+//     AttachLoop returns (the loop may then die). A sender
+//     rings after leaving its sender window, whether the send succeeded or
+//     not (closed, full, out of memory): a receiver that saw the channel
 //     closed with this send still in flight sleeps until that Leave, and the
 //     ring that follows it wakes it (the ring's load of the waiter count and
 //     the receiver's announcement + re-check of the in-flight records are

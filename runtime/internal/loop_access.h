@@ -29,8 +29,8 @@ struct LoopAccess {
   static void Defer(EventLoop& loop, std::shared_ptr<void> doomed) {
     loop.Defer(std::move(doomed));
   }
-  // The loop's WaitAsync cells (created on first use). Any thread.
-  static AsyncWaitSource& AsyncWaits(EventLoop& loop);
+  // The loop's pending WaitAsyncs. Any thread (the set is thread-safe).
+  static AsyncWaitSet& AsyncWaits(EventLoop& loop);
 };
 
 }  // namespace wharf::runtime_internal

@@ -11,6 +11,7 @@
 //   Readable(side)        receiving owner: something to take now (cheap poll)
 //   Drained(side)         receiving owner: closed, nothing queued or in flight
 //   Close()               any thread, idempotent: both directions
+//   closed()              any thread: either end closed
 //   WaitReadable(side, t) receiving owner: sleep until readable/closed or t
 //   WaitWritable(to, t)   a sender after kFull: sleep until room/closed or t
 //   AttachLoop(side, l)   receiving owner: the doorbell senders ring is l's

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -249,6 +250,25 @@ TEST(BroadcastChannelTest, TryReceiveAndReceiveWithoutALoop) {
   });
   EXPECT_TRUE(absl::IsCancelled(b.Receive().status()));
   closer.join();
+}
+
+// A handler that destroys its own channel: the channel survives until the
+// handler returns (ASan checks), and the loop then has nothing left.
+TEST(BroadcastChannelTest, HandlerDestroysItsOwnChannel) {
+  Watchdog dog("BroadcastSelfDestroy", absl::Seconds(30));
+  EventLoop loop;
+  BroadcastChannel a("bc-test-self-destroy", loop);
+  auto b = std::make_unique<BroadcastChannel>("bc-test-self-destroy", loop);
+  int got = 0;
+  b->OnMessage([&](Value) {
+    ++got;
+    b.reset();
+  });
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  ASSERT_TRUE(a.PostMessage(Value(2)).ok());  // dropped with the channel
+  loop.Run();
+  EXPECT_EQ(got, 1);
+  EXPECT_EQ(b, nullptr);
 }
 
 }  // namespace

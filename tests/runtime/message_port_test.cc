@@ -581,5 +581,74 @@ TYPED_TEST(MessagePortTest, BlockingReceiveOnAStartedPort) {
   EXPECT_EQ(got, "woken");
 }
 
+// A handler that destroys its own port, and with it (through what it held)
+// another started port: both survive until the handler has returned, and
+// nothing is touched afterwards (ASan checks).
+TYPED_TEST(MessagePortTest, HandlerDestroysItsOwnPortAndAnotherOne) {
+  Watchdog dog("self destruction", absl::Seconds(30));
+  EventLoop loop;
+  struct Session {
+    MessagePort in, other;
+  };
+  auto [a, b] = TypeParam::Create();
+  auto [c, d] = TypeParam::Create();
+  auto session = std::make_shared<Session>(Session{std::move(b), std::move(d)});
+  std::weak_ptr<Session> weak = session;
+  int got = 0;
+  session->other.OnMessage([](Value) {});
+  ASSERT_TRUE(session->other.Start(loop).ok());
+  session->in.OnMessage([&got, session](Value) mutable {
+    ++got;
+    session.reset();  // the last reference to both ports: destroyed inside
+  });
+  ASSERT_TRUE(session->in.Start(loop).ok());
+  session.reset();  // now only the handler holds it
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  loop.Run();  // nothing is left to keep it alive once the ports are gone
+  EXPECT_EQ(got, 1);
+  EXPECT_TRUE(weak.expired());
+  EXPECT_TRUE(a.closed());
+  EXPECT_TRUE(c.closed());
+}
+
+// A handler replaces itself and then runs a nested pass of its loop: the
+// replaced handler (still running) stays alive until it returns.
+TYPED_TEST(MessagePortTest, HandlerReplacesItselfThenRunsANestedPass) {
+  EventLoop loop;
+  auto [a, b] = TypeParam::Create();
+  std::vector<std::string> log;
+  auto big = std::make_shared<std::string>("captured state of the first handler");
+  b.OnMessage([&, big, &b = b](Value v) {
+    b.OnMessage([&log](Value w) { log.push_back("second:" + std::to_string(*w.AsInt())); });
+    (void)loop.RunOnce();  // delivers the next message to the new handler
+    log.push_back("first:" + std::to_string(*v.AsInt()) + " " + *big);  // still alive
+    b.Close();
+  });
+  ASSERT_TRUE(b.Start(loop).ok());
+  ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  ASSERT_TRUE(a.PostMessage(Value(2)).ok());
+  loop.Run();
+  EXPECT_EQ(log, (std::vector<std::string>{"second:2", "first:1 " + *big}));
+}
+
+// A started port that outlives its loop (a broken contract) forgets it: a
+// later post, close and destruction touch no freed memory (ASan checks).
+TYPED_TEST(MessagePortTest, PortOutlivingItsLoopIsSafe) {
+  auto [a, b] = TypeParam::Create();
+  {
+    EventLoop loop;
+    b.OnMessage([](Value) {});
+    ASSERT_TRUE(b.Start(loop).ok());
+    ASSERT_TRUE(a.PostMessage(Value(1)).ok());
+  }
+  EXPECT_FALSE(b.HasRef());
+  ASSERT_TRUE(a.PostMessage(Value(2)).ok());  // rings the port's own doorbell
+  EXPECT_TRUE(b.TryReceive().has_value());
+  a.Close();
+  absl::StatusOr<Value> v = b.Receive(absl::Seconds(5));
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(absl::IsCancelled(b.Receive(absl::Seconds(5)).status()));
+}
+
 }  // namespace
 }  // namespace wharf

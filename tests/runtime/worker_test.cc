@@ -152,6 +152,15 @@ WHARF_WORKER_ENTRY(wt_relay_port) {
   (void)ctx.parent_port().PostMessage(Value("port closed"));
 }
 
+// Posts "a", "b", then moves its parent port away (into a Value it drops
+// later) and returns: the owner must still learn of the end.
+WHARF_WORKER_ENTRY(wt_post_two_and_give_away_port) {
+  (void)ctx.parent_port().PostMessage(Value("a"));
+  (void)ctx.parent_port().PostMessage(Value("b"));
+  static MessagePort kept;  // outlives the worker: its end never closes by itself
+  kept = std::move(ctx.parent_port());
+}
+
 // Starts a child that throws (wt_throw_runtime_error) and sets no OnError on
 // it: the child's error becomes this worker's own.
 WHARF_WORKER_ENTRY(wt_nested_unhandled) {
@@ -618,6 +627,24 @@ TYPED_TEST(WorkerTest, ClosedOrOwnPortInWorkerDataIsADataCloneError) {
   EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << w.status();
   EXPECT_NE(std::string(w.status().message()).find("DataCloneError"), std::string::npos)
       << w.status();
+}
+
+// The owner learns of the end even when nothing closes the worker's end of
+// the channel, and a handler unset after the end does not hold it up.
+TYPED_TEST(WorkerTest, ExitIsDeliveredWhateverHappensToTheChannel) {
+  Watchdog dog("exit without close", absl::Seconds(30));
+  EventLoop loop;
+  auto w = this->Start("wt_post_two_and_give_away_port", WorkerOptions{.loop = &loop});
+  ASSERT_TRUE(w.ok());
+  std::vector<std::string> log;
+  w->OnMessage([&](Value v) {
+    log.push_back(Str(v));
+    absl::SleepFor(absl::Milliseconds(20));  // the worker ends meanwhile
+    w->OnMessage(nullptr);                    // "b" is then dropped
+  });
+  w->OnExit([&](int code) { log.push_back("exit:" + std::to_string(code)); });
+  loop.Run();
+  EXPECT_EQ(log, (std::vector<std::string>{"a", "exit:0"}));
 }
 
 // --- Owner-side handlers that throw ---------------------------------------------

@@ -13,6 +13,7 @@
 
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/runtime/internal/loop_source.h"
+#include "wharf/runtime/internal/receiving_end.h"
 #include "wharf/sync/internal/event_count.h"
 #include "wharf/sync/internal/str_cat.h"
 #include "wharf/sync/interrupt.h"
@@ -25,12 +26,12 @@ using sync_internal::EventCount;
 
 // One BroadcastChannel object's receiving side: a dispatcher source of its
 // loop. Shared by the object, the registry (while open), and its loop (while
-// started: `keep`), so a delivery racing a Close() or a destruction finds it
-// alive and sees `closed`.
+// started: the ReceivingEnd's owner reference), so a delivery racing a
+// Close() or a destruction finds it alive and sees `closed`.
 //
-// Senders (any thread) push under `mu` and ring the loop's doorbell (read
-// under `mu`, which Close() clears before the loop may die) and `ready` (for
-// Receive). `queued` mirrors the queue's size for the loop's lock-free poll:
+// Senders (any thread) push under `mu` and ring the loop's doorbell (`loop`,
+// a copy of the receiving end's loop for senders, read under `mu`, which
+// Close() clears before the loop may die) and `ready` (for Receive). `queued` mirrors the queue's size for the loop's lock-free poll:
 // written under mu, read relaxed; the doorbell's fences order it (the pair of
 // loop_source.h).
 struct BroadcastMember final : LoopSource {
@@ -39,25 +40,20 @@ struct BroadcastMember final : LoopSource {
 
   Mutex mu;
   std::deque<Value> queue;        // guarded by mu
-  EventLoop* loop = nullptr;      // guarded by mu (written by the owner only)
+  EventLoop* loop = nullptr;      // guarded by mu: the senders' copy of receiving.loop()
   std::atomic<size_t> queued{0};  // queue.size(), written under mu
   std::atomic<bool> closed{false};  // set under mu
   EventCount ready{FutexScope::kPrivate, EventCount::Fences::kAsymmetric};
 
-  // Owner / loop thread.
-  std::shared_ptr<std::function<void(Value)>> on_message;
-  EventLoop::RefHandle ref;
-  std::shared_ptr<BroadcastMember> keep;  // while started
-  bool want_ref = true;
+  // Owner / loop thread: OnMessage's handler, the loop, the ref.
+  ReceivingEnd receiving;
 
   bool Pending() override { return queued.load(std::memory_order_relaxed) != 0; }
   bool Deliver() override {
     std::optional<Value> v = Take();
     if (!v.has_value()) return false;
-    // No reference per message: what a handler lets go of (closing or
-    // destroying its channel, replacing itself) the loop keeps until it
-    // returns (LoopAccess::Defer).
-    if (on_message) (*on_message)(std::move(*v));
+    // A handler may close or destroy its own channel (ReceivingEnd).
+    if (receiving.has_handler()) receiving.Deliver(std::move(*v));
     return true;  // with no handler the message is dropped, as in Node
   }
 
@@ -66,18 +62,10 @@ struct BroadcastMember final : LoopSource {
       MutexLock lock(mu);
       loop = nullptr;
     }
-    ref.Abandon();
-    std::shared_ptr<BroadcastMember> dropped = std::move(keep);
+    receiving.LoopGone();  // may destroy *this: last
   }
 
-  // Owner thread: replaces the handler; the old one survives a delivery in
-  // progress on `current` (the loop the owner runs on, or null).
-  void SetHandler(std::shared_ptr<std::function<void(Value)>> handler, EventLoop* current) {
-    if (on_message && current != nullptr && keep != nullptr) {
-      LoopAccess::Defer(*current, std::move(on_message));
-    }
-    on_message = std::move(handler);
-  }
+  void UpdateRef() { receiving.UpdateRef(!closed.load(std::memory_order_relaxed)); }
 
   std::optional<Value> Take() {
     MutexLock lock(mu);
@@ -191,14 +179,13 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
 void BroadcastChannel::OnMessage(std::function<void(Value)> handler) {
   if (member_ == nullptr) return;
   EventLoop* current = EventLoop::Current();
-  member_->SetHandler(
-      handler ? std::make_shared<std::function<void(Value)>>(std::move(handler)) : nullptr,
-      current);
-  if (member_->keep == nullptr && member_->on_message && current != nullptr) {
+  member_->receiving.SetHandler(std::move(handler));
+  if (member_->receiving.loop() == nullptr && member_->receiving.has_handler() &&
+      current != nullptr) {
     (void)Start(*current);
     return;
   }
-  UpdateRef();
+  member_->UpdateRef();
 }
 
 absl::Status BroadcastChannel::Start(EventLoop& loop) {
@@ -213,38 +200,21 @@ absl::Status BroadcastChannel::Start(EventLoop& loop) {
     }
     member_->loop = &loop;
   }
-  member_->keep = member_;
-  runtime_internal::LoopAccess::AddSource(loop, member_.get());
-  UpdateRef();
+  member_->receiving.Start(loop, member_.get(), member_);
+  member_->UpdateRef();
   return absl::OkStatus();
 }
 
 void BroadcastChannel::Ref() {
   if (member_ == nullptr) return;
-  member_->want_ref = true;
-  UpdateRef();
+  member_->receiving.SetWantRef(true);
+  member_->UpdateRef();
 }
 
 void BroadcastChannel::Unref() {
   if (member_ == nullptr) return;
-  member_->want_ref = false;
-  UpdateRef();
-}
-
-void BroadcastChannel::UpdateRef() {
-  BroadcastMember& m = *member_;
-  EventLoop* loop;
-  {
-    MutexLock lock(m.mu);
-    loop = m.loop;
-  }
-  const bool want = loop != nullptr && m.on_message && m.want_ref &&
-                    !m.closed.load(std::memory_order_relaxed);
-  if (want && m.ref.loop() == nullptr) {
-    m.ref = EventLoop::RefHandle(*loop);
-  } else if (!want) {
-    m.ref.Reset();
-  }
+  member_->receiving.SetWantRef(false);
+  member_->UpdateRef();
 }
 
 std::optional<Value> BroadcastChannel::TryReceive() {
@@ -276,14 +246,12 @@ void BroadcastChannel::Close() {
   if (member_ == nullptr) return;
   BroadcastMember& m = *member_;
   std::deque<Value> dropped;
-  EventLoop* loop;
   {
     MutexLock lock(m.mu);
     if (m.closed.load(std::memory_order_relaxed)) return;
     m.closed.store(true, std::memory_order_release);
     dropped.swap(m.queue);
     m.queued.store(0, std::memory_order_relaxed);
-    loop = m.loop;
     m.loop = nullptr;
   }
   m.ready.NotifyAll();  // a Receive() returns Cancelled
@@ -297,17 +265,10 @@ void BroadcastChannel::Close() {
       if (members.empty()) r.groups.erase(it);
     }
   }
-  m.ref.Reset();
-  if (loop != nullptr) {
-    runtime_internal::LoopAccess::RemoveSource(*loop, &m);
-    // A handler may be closing its own channel: both survive its return.
-    if (EventLoop::Current() == loop) {
-      m.SetHandler(nullptr, loop);
-      runtime_internal::LoopAccess::Defer(*loop, std::move(m.keep));
-    }
-  }
-  m.on_message = nullptr;
-  std::shared_ptr<BroadcastMember> keep = std::move(m.keep);
+  // A handler may be closing its own channel: the handler and the member
+  // survive its return (ReceivingEnd); `member_` may hold the last reference.
+  m.receiving.SetHandler(nullptr);
+  m.receiving.Stop(&m);
 }
 
 }  // namespace wharf

@@ -104,7 +104,6 @@ class BroadcastChannel {
   bool closed() const;
 
  private:
-  void UpdateRef();
   std::shared_ptr<runtime_internal::BroadcastMember> member_;
 };
 

@@ -12,6 +12,7 @@
 #include "wharf/runtime/internal/loop_source.h"
 #include "wharf/runtime/internal/port_access.h"
 #include "wharf/runtime/internal/port_transport.h"
+#include "wharf/runtime/internal/receiving_end.h"
 #include "wharf/sync/internal/spin.h"
 #include "wharf/sync/interrupt.h"
 
@@ -25,24 +26,18 @@ struct PortCore;
 // LoopSource of that loop). Owner thread only (the loop's thread once
 // started); the transport is what other threads touch.
 //
-// While started, the endpoint holds its core alive (`keep`) because the loop
-// holds a raw pointer to it. Deliver() takes no reference per message and
-// touches nothing of the endpoint after the handler returns: the handler may
-// replace itself, close, transfer (another thread may own the endpoint the
-// moment the handler's PostMessage returns) or destroy its own port; what it
-// lets go of on the loop's thread — the core reference, the old handler — the
-// loop keeps until the handler has returned (LoopAccess::Defer).
+// The per-loop part (loop, core reference, handler, ref) is a ReceivingEnd:
+// Deliver() takes no reference per message and touches nothing of the
+// endpoint after the handler returns — the handler may replace itself,
+// close, transfer (another thread may own the endpoint the moment the
+// handler's PostMessage returns) or destroy its own port.
 struct PortEndpoint final : LoopSource {
   PortCore* core = nullptr;
   int side = 0;
 
-  std::shared_ptr<std::function<void(Value)>> on_message;
+  ReceivingEnd receiving;  // OnMessage's handler, the loop, the ref
   std::function<void(absl::Status)> on_message_error;
   std::function<void()> on_close;
-  EventLoop* loop = nullptr;  // started on it (null: not started)
-  EventLoop::RefHandle ref;
-  std::shared_ptr<PortCore> keep;  // while started
-  bool want_ref = true;
   bool close_fired = false;
 
   bool Pending() override;
@@ -51,24 +46,13 @@ struct PortEndpoint final : LoopSource {
   void DisarmSleep(int woken) override;
   void LoopGone() override;
 
-  bool WantsRef() const { return loop != nullptr && on_message && want_ref && !close_fired; }
-  // Replaces the handler; the old one survives a delivery in progress.
-  void SetHandler(std::shared_ptr<std::function<void(Value)>> handler) {
-    if (on_message && loop != nullptr && EventLoop::Current() == loop) {
-      LoopAccess::Defer(*loop, std::move(on_message));
-    }
-    on_message = std::move(handler);
-  }
-  void UpdateRef() {
-    if (WantsRef()) {
-      if (ref.loop() == nullptr) ref = EventLoop::RefHandle(*loop);
-    } else {
-      ref.Reset();
-    }
-  }
+  void UpdateRef() { receiving.UpdateRef(!close_fired); }
   // Leaves the loop (if started): no more deliveries, no ref, senders ring
-  // the transport's own doorbell; the loop's core reference is deferred.
+  // the transport's own doorbell.
   void Detach();
+  // Detach, and drop the handlers: the port leaves its owner (transferred or
+  // destroyed).
+  void Reset();
   void FireClose();
 };
 
@@ -87,15 +71,15 @@ struct PortCore {
 bool PortEndpoint::Pending() {
   PortTransport& t = core->transport;
   // Polled while the loop spins (Drained is one load on an open channel).
-  return (on_message && t.Readable(side)) || (!close_fired && t.Drained(side));
+  return (receiving.has_handler() && t.Readable(side)) || (!close_fired && t.Drained(side));
 }
 
 bool PortEndpoint::Deliver() {
   PortTransport& t = core->transport;
-  if (on_message) {
+  if (receiving.has_handler()) {
     Value v;
     if (t.TryTake(side, v)) {
-      (*on_message)(std::move(v));
+      receiving.Deliver(std::move(v));
       return true;  // `this` may belong to another owner now: touch nothing
     }
   }
@@ -114,19 +98,21 @@ void PortEndpoint::DisarmSleep(int woken) { core->transport.DisarmSleep(side, wo
 
 void PortEndpoint::LoopGone() {
   core->transport.AttachLoop(side, nullptr);
-  loop = nullptr;
-  ref.Abandon();
-  std::shared_ptr<PortCore> dropped = std::move(keep);  // may destroy *this: last
+  receiving.LoopGone();  // may destroy *this: last
 }
 
 void PortEndpoint::Detach() {
-  if (loop == nullptr) return;
-  EventLoop& l = *loop;
-  LoopAccess::RemoveSource(l, this);
+  if (receiving.loop() == nullptr) return;
   core->transport.AttachLoop(side, nullptr);
-  loop = nullptr;
-  ref.Reset();
-  LoopAccess::Defer(l, std::move(keep));  // may be the last: *this dies after the callback
+  receiving.Stop(this);  // may be the last core reference: *this dies after the callback
+}
+
+void PortEndpoint::Reset() {
+  receiving.SetHandler(nullptr);  // before Stop: deferred on the loop it runs on
+  Detach();
+  receiving.SetWantRef(true);
+  on_message_error = nullptr;
+  on_close = nullptr;
 }
 
 void PortEndpoint::FireClose() {
@@ -145,14 +131,7 @@ bool PortAccess::SameChannel(const MessagePort& a, const MessagePort& b) {
   return a.core_ != nullptr && a.core_ == b.core_;
 }
 
-void PortAccess::DetachForTransfer(MessagePort& port) {
-  PortEndpoint& e = port.core_->end[port.side_];
-  e.SetHandler(nullptr);  // before Detach: deferred on the loop it runs on
-  e.Detach();
-  e.on_message_error = nullptr;
-  e.on_close = nullptr;
-  e.want_ref = true;
-}
+void PortAccess::DetachForTransfer(MessagePort& port) { port.core_->end[port.side_].Reset(); }
 
 namespace {
 
@@ -262,11 +241,7 @@ void MessagePort::Release() {
   // The core may die with this port (the peer gone too): keep it until the
   // end of this function.
   std::shared_ptr<PortCore> core = std::move(core_);
-  PortEndpoint& e = core->end[side_];
-  e.SetHandler(nullptr);
-  e.Detach();
-  e.on_message_error = nullptr;
-  e.on_close = nullptr;
+  core->end[side_].Reset();
   // Nobody can receive these any more. Destroying them now also closes the
   // ports travelling in them, which breaks ownership cycles (port A queued
   // at B's channel while B is queued at A's).
@@ -335,9 +310,9 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
 void MessagePort::OnMessage(std::function<void(Value)> handler) {
   if (core_ == nullptr) return;
   PortEndpoint& e = core_->end[side_];
-  e.SetHandler(handler ? std::make_shared<std::function<void(Value)>>(std::move(handler))
-                       : nullptr);
-  if (e.loop == nullptr && e.on_message && EventLoop::Current() != nullptr) {
+  e.receiving.SetHandler(std::move(handler));
+  if (e.receiving.loop() == nullptr && e.receiving.has_handler() &&
+      EventLoop::Current() != nullptr) {
     (void)Start(*EventLoop::Current());
     return;
   }
@@ -363,17 +338,15 @@ absl::Status MessagePort::Start() {
 absl::Status MessagePort::Start(EventLoop& loop) {
   if (core_ == nullptr) return absl::FailedPreconditionError("empty MessagePort");
   PortEndpoint& e = core_->end[side_];
-  if (e.loop != nullptr) {
-    if (e.loop != &loop) {
+  if (e.receiving.loop() != nullptr) {
+    if (e.receiving.loop() != &loop) {
       return absl::FailedPreconditionError("MessagePort already started on another EventLoop");
     }
     return absl::OkStatus();
   }
   if (e.close_fired) return absl::OkStatus();  // closed and delivered: nothing to start
-  e.loop = &loop;
-  e.keep = core_;
   core_->transport.AttachLoop(side_, &loop);
-  runtime_internal::LoopAccess::AddSource(loop, &e);
+  e.receiving.Start(loop, &e, core_);
   e.UpdateRef();
   return absl::OkStatus();
 }
@@ -381,19 +354,19 @@ absl::Status MessagePort::Start(EventLoop& loop) {
 void MessagePort::Ref() {
   if (core_ == nullptr) return;
   PortEndpoint& e = core_->end[side_];
-  e.want_ref = true;
+  e.receiving.SetWantRef(true);
   e.UpdateRef();
 }
 
 void MessagePort::Unref() {
   if (core_ == nullptr) return;
   PortEndpoint& e = core_->end[side_];
-  e.want_ref = false;
+  e.receiving.SetWantRef(false);
   e.UpdateRef();
 }
 
 bool MessagePort::HasRef() const {
-  return core_ != nullptr && core_->end[side_].ref.loop() != nullptr;
+  return core_ != nullptr && core_->end[side_].receiving.HasRef();
 }
 
 }  // namespace wharf

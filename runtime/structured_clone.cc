@@ -181,12 +181,10 @@ absl::StatusOr<StructuredClone> StructuredClone::Move(Value&& message, const Mes
     }
   }
   *clone.value_ = std::move(message);
-  // The slots moved with the value: re-collect their new addresses (a port
-  // at the root moved into value_; nested ones kept theirs).
-  if (!clone.moved_ports_.empty()) {
-    clone.moved_ports_.clear();
-    CollectPorts(*clone.value_, clone.moved_ports_);
-  }
+  // Nested slots kept their addresses (they live in the arrays' and maps'
+  // heap storage, which moved with the value); a port at the root moved
+  // into value_.
+  if (kind == Value::Kind::kPort) clone.moved_ports_[0] = clone.value_->GetPortSlot();
   return clone;
 }
 

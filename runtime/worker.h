@@ -65,6 +65,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "wharf/runtime/error_record.h"
@@ -80,10 +81,17 @@ class WorkerContext;
 namespace runtime_internal {
 struct WorkerState;
 class WorkerControl;
-struct WorkerRunner;
+struct WorkerExitRecord;
 }  // namespace runtime_internal
 
 using WorkerFunction = std::function<void(WorkerContext&)>;
+
+namespace runtime_internal {
+// The worker side of every isolation (internal/worker_runner.h).
+WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
+                                std::string name, WorkerControl& control,
+                                absl::AnyInvocable<void()> on_online);
+}  // namespace runtime_internal
 
 // What Worker::Start runs: a callable or a registered entry name.
 class WorkerEntry {
@@ -170,7 +178,9 @@ class WorkerContext {
   bool terminating() const;
 
  private:
-  friend struct runtime_internal::WorkerRunner;
+  friend runtime_internal::WorkerExitRecord runtime_internal::RunWorkerEntry(
+      WorkerFunction entry, MessagePort port, Value data, uint64_t id, std::string name,
+      runtime_internal::WorkerControl& control, absl::AnyInvocable<void()> on_online);
   WorkerContext(runtime_internal::WorkerControl& control, MessagePort port, Value data,
                 EventLoop& loop, uint64_t id, std::string name)
       : control_(control), port_(std::move(port)), data_(std::move(data)), loop_(loop),

@@ -76,9 +76,10 @@ WorkerExitRecord WorkerControl::Finish() {
   return r;
 }
 
-WorkerExitRecord WorkerRunner::Run(WorkerFunction entry, MessagePort port, Value data,
-                                   uint64_t id, std::string name, WorkerControl& control,
-                                   absl::AnyInvocable<void()> on_online) {
+// A friend of WorkerContext (its constructor is private).
+WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
+                                std::string name, WorkerControl& control,
+                                absl::AnyInvocable<void()> on_online) {
   {
     EventLoop loop;
     std::unique_ptr<WorkerContext> ctx(new WorkerContext(control, std::move(port), std::move(data),
@@ -108,12 +109,6 @@ WorkerExitRecord WorkerRunner::Run(WorkerFunction entry, MessagePort port, Value
   return control.Finish();
 }
 
-WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
-                                std::string name, WorkerControl& control,
-                                absl::AnyInvocable<void()> on_online) {
-  return WorkerRunner::Run(std::move(entry), std::move(port), std::move(data), id,
-                           std::move(name), control, std::move(on_online));
-}
 
 }  // namespace runtime_internal
 

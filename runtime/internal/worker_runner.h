@@ -78,12 +78,6 @@ WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value da
                                 std::string name, WorkerControl& control,
                                 absl::AnyInvocable<void()> on_online);
 
-// WorkerContext's constructor is private: this is who builds one.
-struct WorkerRunner {
-  static WorkerExitRecord Run(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
-                              std::string name, WorkerControl& control,
-                              absl::AnyInvocable<void()> on_online);
-};
 
 }  // namespace runtime_internal
 }  // namespace wharf

@@ -58,7 +58,10 @@ struct EventLoop::Queue {
 struct EventLoop::FdWatch {
   int fd;
   bool ref;
-  std::shared_ptr<std::function<void()>> callback;  // survives an Unwatch while it runs
+  std::function<void()> callback;
+  // Set (under fds_mu_) while the loop runs the callback: an UnwatchFd from
+  // another thread waits for it to end.
+  std::atomic<bool> running{false};
 };
 
 EventLoop::EventLoop()
@@ -73,7 +76,7 @@ EventLoop::~EventLoop() {
   }
   sources_.clear();
   // No fd callback is posted once its watch is gone.
-  std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds;
+  std::unordered_map<uint64_t, std::shared_ptr<FdWatch>> fds;
   {
     MutexLock lock(fds_mu_);
     fds.swap(fds_);
@@ -278,8 +281,11 @@ absl::StatusOr<FdWatchId> EventLoop::WatchFd(int fd, std::function<void()> on_re
   const uint64_t id = runtime_internal::FdPoller::NextId();
   {
     MutexLock lock(fds_mu_);
-    fds_.emplace(id, std::make_unique<FdWatch>(FdWatch{
-                         fd, ref, std::make_shared<std::function<void()>>(std::move(on_readable))}));
+    auto watch = std::make_shared<FdWatch>();
+    watch->fd = fd;
+    watch->ref = ref;
+    watch->callback = std::move(on_readable);
+    fds_.emplace(id, std::move(watch));
   }
   if (ref) ref_fds_.fetch_add(1, std::memory_order_relaxed);
   absl::Status s = runtime_internal::FdPoller::Add(
@@ -295,7 +301,7 @@ absl::StatusOr<FdWatchId> EventLoop::WatchFd(int fd, std::function<void()> on_re
 }
 
 bool EventLoop::UnwatchFd(FdWatchId id) {
-  std::unique_ptr<FdWatch> w;
+  std::shared_ptr<FdWatch> w;
   {
     MutexLock lock(fds_mu_);
     auto it = fds_.find(id.value);
@@ -305,26 +311,42 @@ bool EventLoop::UnwatchFd(FdWatchId id) {
   }
   runtime_internal::FdPoller::Remove(id.value, w->fd);
   if (w->ref && ref_fds_.fetch_sub(1, std::memory_order_acq_rel) == 1) Kick();
+  // From another thread: a callback the loop started already is over when
+  // this returns (the caller may close the fd). (On the loop's thread it is
+  // this very callback, or none.)
+  if (current_loop != this) {
+    for (int spins = 0; w->running.load(std::memory_order_acquire); ++spins) {
+      if (spins < 100) {
+        sync_internal::CpuRelax();
+      } else {
+        absl::SleepFor(absl::Microseconds(50));
+      }
+    }
+  }
   return true;
 }
 
 void EventLoop::RunFdCallback(uint64_t id) {
-  std::shared_ptr<std::function<void()>> cb;
-  int fd = -1;
+  std::shared_ptr<FdWatch> w;
   {
     MutexLock lock(fds_mu_);
     auto it = fds_.find(id);
     if (it == fds_.end()) return;  // unwatched since it fired
-    cb = it->second->callback;
-    fd = it->second->fd;
+    w = it->second;
+    w->running.store(true, std::memory_order_relaxed);  // under the lock: seen by UnwatchFd
   }
-  // Re-armed after the callback, also when it throws (EPOLLONESHOT).
-  struct Rearm {
+  // Re-armed after the callback, also when it throws (EPOLLONESHOT), unless
+  // it was unwatched meanwhile; then the running mark is cleared (release:
+  // the callback's accesses to the fd happen before UnwatchFd returns).
+  struct Done {
+    FdWatch& w;
     uint64_t id;
-    int fd;
-    ~Rearm() { runtime_internal::FdPoller::Rearm(id, fd); }
-  } rearm{id, fd};
-  (*cb)();
+    ~Done() {
+      runtime_internal::FdPoller::Rearm(id, w.fd);
+      w.running.store(false, std::memory_order_release);
+    }
+  } done{*w, id};
+  w->callback();
 }
 
 // --- Sources (the dispatcher) -------------------------------------------------

@@ -118,9 +118,10 @@ class EventLoop {
   // InvalidArgument for an fd that cannot be watched (not open, a regular
   // file); ResourceExhausted when the kernel refuses more watches.
   absl::StatusOr<FdWatchId> WatchFd(int fd, std::function<void()> on_readable, bool ref = true);
-  // Stops watching; after it returns the callback is not started again (a
-  // callback already running on the loop's thread finishes). Returns whether
-  // the watch existed.
+  // Stops watching. After it returns the callback is not started again and,
+  // when called from another thread, is not running either (the fd may be
+  // closed then); from inside the callback itself, that call finishes.
+  // Returns whether the watch existed.
   bool UnwatchFd(FdWatchId id);
 
   // Keeps Run() from returning until the matching Release().
@@ -262,7 +263,7 @@ class EventLoop {
   size_t next_source_ = 0;  // where the next pass starts (round robin)
 
   Mutex fds_mu_;
-  std::unordered_map<uint64_t, std::unique_ptr<FdWatch>> fds_;  // guarded
+  std::unordered_map<uint64_t, std::shared_ptr<FdWatch>> fds_;  // guarded
   std::atomic<int64_t> ref_fds_{0};
 
   std::unique_ptr<runtime_internal::AsyncWaitSet> async_waits_;  // WaitAsync's cells

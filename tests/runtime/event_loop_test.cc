@@ -382,6 +382,35 @@ TEST(EventLoopTest, WatchFdErrorsAndUnrefdWatches) {
   close(fds[1]);
 }
 
+// UnwatchFd from another thread returns only once a callback the loop
+// started has finished: the caller may close the fd at once.
+TEST(EventLoopTest, UnwatchFdFromAnotherThreadWaitsForARunningCallback) {
+  Watchdog dog("Unwatch while running", absl::Seconds(30));
+  int fds[2];
+  ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+  EventLoop loop;
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> callback_done{false};
+  auto watch = loop.WatchFd(fds[0], [&] {
+    in_callback = true;
+    absl::SleepFor(absl::Milliseconds(50));
+    char c;
+    EXPECT_EQ(read(fds[0], &c, 1), 1);  // the fd is still open here
+    callback_done = true;
+  });
+  ASSERT_TRUE(watch.ok());
+  std::thread other([&] {
+    ASSERT_EQ(write(fds[1], "x", 1), 1);
+    while (!in_callback.load()) absl::SleepFor(absl::Milliseconds(1));
+    EXPECT_TRUE(loop.UnwatchFd(*watch));
+    EXPECT_TRUE(callback_done.load());  // over before UnwatchFd returned
+    close(fds[0]);
+  });
+  loop.Run();  // ends once the watch is gone
+  other.join();
+  close(fds[1]);
+}
+
 // --- Sleeping on futex words of other processes ------------------------------------
 
 // A source whose producer is in another process: it counts the changes of a

@@ -358,12 +358,14 @@ TYPED_TEST(PortTransferTest, StressTransferBackAndForthWhileMessagesFlow) {
   auto [p1, p2] = TypeParam::Create(opt);
 
   std::atomic<bool> stop{false};
+  std::atomic<bool> flowing{false};  // the poster got its first message in
   int64_t posted = 0;
   std::thread poster([&, &p1 = p1] {
     while (!stop.load(std::memory_order_acquire)) {
       absl::Status s = p1.PostMessage(Value(posted));
       if (s.ok()) {
         ++posted;
+        flowing.store(true, std::memory_order_release);
       } else if (!absl::IsDeadlineExceeded(s)) {
         ADD_FAILURE() << s;
         return;
@@ -415,6 +417,9 @@ TYPED_TEST(PortTransferTest, StressTransferBackAndForthWhileMessagesFlow) {
   Value first = PortMessage(std::move(p2), 0);
   first.GetMap()->Set("hops", int64_t{0});
   ASSERT_TRUE(x2.PostMessage(std::move(first)).ok());  // x1's owner starts
+  // The hops start once messages flow: on a loaded machine the poster might
+  // otherwise not run before all the hops are done (posted == 0 below).
+  while (!flowing.load(std::memory_order_acquire)) std::this_thread::yield();
   std::thread t1([&, &x1 = x1] { owner(x1); });
   std::thread t2([&, &x2 = x2] { owner(x2); });
   t1.join();

@@ -19,8 +19,11 @@
 // the loop watches the cell while it sleeps. A store then notify there — the
 // JS idiom — always completes the wait: a changed value is seen when the loop
 // next sleeps or wakes (also a store without a notify, then: towards waking,
-// as atomics::Wait does for a store racing its start). A notify without a
-// store is seen only while the loop sleeps in the futex. Up to ~120 distinct
+// as atomics::Wait does for a store racing its start; a Notify from this
+// process that comes after the loop saw the change then counts 0 for it). A
+// notify without a store is seen only while the loop sleeps in the futex.
+// Cells only this process touches: pass kPrivate (to Notify too) for exact
+// JS counts and no watching. Up to ~120 distinct
 // cells per loop are watched (futex_waitv's limit, shared with the loop's
 // other sources); beyond that only notifies from this process are seen.
 //

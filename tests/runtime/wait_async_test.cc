@@ -214,7 +214,13 @@ TEST(WaitAsyncTest, NotifyCountsAndTakesAsyncWaitersOldestFirst) {
 }
 
 // The test: 10^4 pending waits on one loop, each completed exactly
-// once by its Notify or its timeout, and not one thread more.
+// once by its Notify or its timeout, and not one thread more. The cells are
+// private-scoped (only this process touches them), so the loop does not
+// watch them and each Notify counts exactly the wait it completed. (With the
+// default shared scope the loop also completes a wait whose cell it sees
+// changed, for notifiers in other processes; a store-then-Notify from this
+// process can then find the wait already done and count 0 — still exactly
+// one completion: ChangedSharedCellCompletesOnce below.)
 TEST(WaitAsyncTest, TenThousandPendingWaitsNeedNoThreads) {
   Watchdog dog("WaitAsync 10^4", absl::Seconds(120));
   constexpr int kWaits = 10000;
@@ -228,7 +234,7 @@ TEST(WaitAsyncTest, TenThousandPendingWaitsNeedNoThreads) {
     // Even cells are notified; odd ones time out (spread over 20-120 ms).
     const absl::Duration timeout =
         i % 2 == 0 ? absl::Seconds(60) : absl::Milliseconds(20 + i % 100);
-    std::move(WaitAsync(loop, cells[i], 0, timeout))
+    std::move(WaitAsync(loop, cells[i], 0, timeout, WaitOptions{.scope = FutexScope::kPrivate}))
         .OnReady([&, i](absl::StatusOr<WaitResult> r) {
           ++completions[i];
           results[i] = r.ok() ? *r : WaitResult::kNotEqual;
@@ -238,7 +244,7 @@ TEST(WaitAsyncTest, TenThousandPendingWaitsNeedNoThreads) {
   std::thread notifier([&] {
     for (int i = 0; i < kWaits; i += 2) {
       atomics::Store(cells[i], 1);
-      EXPECT_EQ(atomics::Notify(cells[i], 1), 1) << i;
+      EXPECT_EQ(atomics::Notify(cells[i], 1, FutexScope::kPrivate), 1) << i;
     }
   });
   loop.Run();  // the pending waits keep it alive until each completed
@@ -249,6 +255,41 @@ TEST(WaitAsyncTest, TenThousandPendingWaitsNeedNoThreads) {
     ASSERT_EQ(results[i], i % 2 == 0 ? WaitResult::kOk : WaitResult::kTimedOut) << i;
   }
   EXPECT_EQ(loop.RefCountForTesting(), 0);
+}
+
+// Shared scope (the default), store then Notify from this process while the
+// loop runs: the loop may see the changed cell first and complete the wait
+// itself (Notify then counts 0), or the Notify takes it (counts 1). Either
+// way each wait completes exactly once, with kOk.
+TEST(WaitAsyncTest, ChangedSharedCellCompletesOnce) {
+  Watchdog dog("WaitAsync changed shared cell", absl::Seconds(60));
+  constexpr int kWaits = 2000;
+  EventLoop loop;
+  std::vector<int32_t> cells(kWaits, 0);
+  std::vector<int> completions(kWaits, 0);
+  std::vector<WaitResult> results(kWaits, WaitResult::kNotEqual);
+  for (int i = 0; i < kWaits; ++i) {
+    std::move(WaitAsync(loop, cells[i], 0)).OnReady([&, i](absl::StatusOr<WaitResult> r) {
+      ++completions[i];
+      results[i] = r.ok() ? *r : WaitResult::kNotEqual;
+    });
+  }
+  int counted = 0;
+  std::thread notifier([&] {
+    for (int i = 0; i < kWaits; ++i) {
+      atomics::Store(cells[i], 1);
+      const int n = atomics::Notify(cells[i], 1);
+      EXPECT_TRUE(n == 0 || n == 1) << i << ": " << n;
+      counted += n;
+    }
+  });
+  loop.Run();
+  notifier.join();
+  EXPECT_LE(counted, kWaits);
+  for (int i = 0; i < kWaits; ++i) {
+    ASSERT_EQ(completions[i], 1) << i;
+    ASSERT_EQ(results[i], WaitResult::kOk) << i;
+  }
 }
 
 // Notifiers in another process: the loop watches the cells while it sleeps.

@@ -26,7 +26,8 @@ namespace wharf::runtime_internal {
 // Writer (TryWrite):
 //   W: h = head.load(acquire)              — pairs with R: the reader copied
 //      the bytes before h out before it released them, so overwriting them
-//      cannot change what it read.
+//      cannot change what it read. (The handle keeps the last h and reloads
+//      only when that shows too little room: head only grows.)
 //   room check: (tail - h) + pad + record <= capacity; else kFull.
 //   write [pad header], record header, payload (plain stores).
 //   P: tail.store(tail + pad + record, release) — pairs with C.
@@ -34,7 +35,8 @@ namespace wharf::runtime_internal {
 //      its waiter count; a futex wake only when the reader sleeps).
 // Reader (TryRead):
 //   C: t = tail.load(acquire)              — pairs with P: the record bytes
-//      before t are complete and visible.
+//      before t are complete and visible. (Kept, and reloaded only once the
+//      reader has caught up with it.)
 //   copy the record header to a local, check it, copy the payload out.
 //   R: head.store(h + record, release)     — pairs with W.
 //   writable.Notify() — for a writer asleep in WaitWritable.
@@ -155,14 +157,20 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   if (n > max_record_) return RingWrite::kTooLarge;
   if (header_->closed.load(std::memory_order_acquire) != 0) return RingWrite::kClosed;
   uint64_t t = header_->tail.load(std::memory_order_relaxed);  // ours alone
-  const uint64_t h = header_->head.load(std::memory_order_acquire);  // W: pairs with R
-  // Cursors are multiples of 8 unless a peer overwrote them: writing at an
-  // unaligned position could run past the ring's end.
-  if (t % 8 != 0 || h % 8 != 0) return RingWrite::kCorrupt;
   const size_t need = RecordBytes(n);
   size_t pos = t & (capacity_ - 1);
   const size_t contiguous = capacity_ - pos;
   const size_t total = need <= contiguous ? need : contiguous + need;
+  // The reader's cursor as last loaded: it only grows, so room seen there is
+  // room now. Reloaded (W) only when it shows too little, so a writer ahead
+  // of its reader does not pull the reader's cache line on every record.
+  if (t - cached_head_ > capacity_ || (t - cached_head_) + total > capacity_) {
+    cached_head_ = header_->head.load(std::memory_order_acquire);  // W: pairs with R
+  }
+  const uint64_t h = cached_head_;
+  // Cursors are multiples of 8 unless a peer overwrote them: writing at an
+  // unaligned position could run past the ring's end.
+  if (t % 8 != 0 || h % 8 != 0) return RingWrite::kCorrupt;
   // t - h > capacity only when the reader's cursor was overwritten: no room.
   if (t - h > capacity_ || (t - h) + total > capacity_) return RingWrite::kFull;
   Hook(ShmWriteStep::kReserved, written_);
@@ -216,11 +224,17 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
     return poisoned_;
   };
   uint64_t h = header_->head.load(std::memory_order_relaxed);  // ours alone
-  const uint64_t t = header_->tail.load(std::memory_order_acquire);  // C: pairs with P
   if (h % 8 != 0) {
     return poison(absl::StrCat("the reader's cursor ", h, " is not on a record boundary"));
   }
   for (;;) {
+    // The writer's cursor as last loaded; reloaded (C) only when the reader
+    // has caught up with it (or it is behind: a new handle), so a reader
+    // behind its writer does not pull the writer's line on every record.
+    if (cached_tail_ == h || cached_tail_ - h > capacity_) {
+      cached_tail_ = header_->tail.load(std::memory_order_acquire);  // C: pairs with P
+    }
+    const uint64_t t = cached_tail_;
     if (t == h) {
       header_->head.store(h, std::memory_order_release);  // a pad was skipped (or nothing)
       return false;

@@ -190,6 +190,8 @@ class ShmRing {
   size_t capacity_;
   size_t max_record_;
   uint64_t written_ = 0;          // writer: records published by this handle
+  uint64_t cached_head_ = 0;      // writer: `head` as last loaded
+  uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
   absl::Status poisoned_;         // reader: the first DataLoss, kept
 };
 

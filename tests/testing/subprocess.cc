@@ -40,13 +40,17 @@ absl::StatusOr<Subprocess> Subprocess::Spawn(const std::string& path,
   return Subprocess(pid);
 }
 
-Subprocess::Subprocess(Subprocess&& other) noexcept : pid_(other.pid_) { other.pid_ = -1; }
+Subprocess::Subprocess(Subprocess&& other) noexcept
+    : pid_(other.pid_), exit_code_(other.exit_code_) {
+  other.pid_ = -1;
+}
 
 Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
   if (this != &other) {
     Kill();
     if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
     pid_ = other.pid_;
+    exit_code_ = other.exit_code_;
     other.pid_ = -1;
   }
   return *this;
@@ -63,7 +67,17 @@ void Subprocess::Kill() {
   if (pid_ > 0) ::kill(pid_, SIGKILL);
 }
 
+std::optional<int> Subprocess::TryWait() {
+  if (pid_ <= 0) return exit_code_;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return std::nullopt;
+  pid_ = -1;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
 absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
+  if (pid_ <= 0 && exit_code_.has_value()) return *exit_code_;
   if (pid_ <= 0) return absl::FailedPreconditionError("no child to wait for");
   const absl::Time deadline = absl::Now() + timeout;
   absl::Duration nap = absl::Microseconds(50);

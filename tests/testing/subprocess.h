@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,12 +40,17 @@ class Subprocess {
   // DeadlineExceeded (and the child is killed) if it runs past `timeout`.
   absl::StatusOr<int> Wait(absl::Duration timeout);
 
+  // Never blocks: the exit code (128+signal for a signal death) once the
+  // child has exited (reaping it), nullopt while it runs.
+  std::optional<int> TryWait();
+
   // Sends SIGKILL (no-op if already reaped).
   void Kill();
 
  private:
   explicit Subprocess(pid_t pid) : pid_(pid) {}
   pid_t pid_ = -1;
+  std::optional<int> exit_code_;  // once reaped
 };
 
 }  // namespace wharf::testing

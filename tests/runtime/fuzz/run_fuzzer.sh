@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the Value decoder (codec_fuzzer.cc) with libFuzzer.
+# Coverage-guided fuzzing with libFuzzer of the Value decoder (codec_fuzzer.cc,
+# TARGET codec, the default) or of the shared-memory ring's reader fed by a
+# hostile peer (shm_ring_fuzzer.cc, TARGET shm_ring).
 #
-#   tests/runtime/fuzz/run_fuzzer.sh SECONDS [WORK_DIR]
+#   tests/runtime/fuzz/run_fuzzer.sh SECONDS [WORK_DIR [TARGET]]
 #
 # Compiles the decoder and the fuzz target with clang++ -fsanitize=fuzzer,
 # address,undefined against the system Abseil (Bazel 4 has no fuzzing rules,
@@ -9,24 +11,31 @@
 # from the committed seed corpus. Exit status: 0 if no finding, non-zero on a
 # crash, sanitizer report, leak, timeout or out-of-memory; the reproducer is
 # WORK_DIR/crash-* (or leak-/timeout-/oom-). New interesting inputs land in
-# WORK_DIR/corpus (the committed corpus is never written). WORK_DIR defaults
+# WORK_DIR/corpus (the committed corpus, fuzz/corpus or fuzz/ring_corpus, is
+# never written). WORK_DIR defaults
 # to a fresh directory under ${TMPDIR:-/tmp}, printed at the start.
 #
 # Needs clang++ (14 or later) with its runtime libraries and libabsl-dev:
 #   apt-get install clang-14 libclang-rt-14-dev libabsl-dev
-# Reproduce a finding:  WORK_DIR/codec_fuzzer WORK_DIR/crash-...
+# Reproduce a finding:  WORK_DIR/TARGET_fuzzer WORK_DIR/crash-...
 
 set -euo pipefail
 
 if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ ]]; then
-  echo "usage: $0 SECONDS [WORK_DIR]" >&2
+  echo "usage: $0 SECONDS [WORK_DIR [codec|shm_ring]]" >&2
   exit 2
 fi
 seconds=$1
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-work=${2:-$(mktemp -d "${TMPDIR:-/tmp}/wharf-codec-fuzz.XXXXXX")}
+target=${3:-codec}
+case "$target" in
+  codec) seeds=corpus ;;
+  shm_ring) seeds=ring_corpus ;;
+  *) echo "error: unknown target '$target' (codec or shm_ring)" >&2; exit 2 ;;
+esac
+work=${2:-$(mktemp -d "${TMPDIR:-/tmp}/wharf-$target-fuzz.XXXXXX")}
 mkdir -p "$work/corpus" "$work/include/wharf"
-echo "codec fuzzer: work dir $work" >&2
+echo "$target fuzzer: work dir $work" >&2
 
 CXX=${CXX_FUZZ:-}
 if [[ -z "$CXX" ]]; then
@@ -55,7 +64,8 @@ ln -sfn "$repo/sync" "$work/include/wharf/sync"
 
 # The decoder and what it links from sync/ (SharedBuffer and its locks).
 sources=(
-  "$repo/tests/runtime/fuzz/codec_fuzzer.cc"
+  "$repo/tests/runtime/fuzz/${target}_fuzzer.cc"
+  "$repo/runtime/internal/shm_ring.cc"
   "$repo/runtime/buffer.cc"
   "$repo/runtime/value.cc"
   "$repo/runtime/codec.cc"
@@ -73,18 +83,18 @@ absl_libs=(status statusor cord cord_internal cordz_info cordz_functions cordz_h
            raw_logging_internal time time_zone civil_time bad_variant_access
            bad_optional_access base spinlock_wait)
 
-echo "codec fuzzer: compiling with $CXX" >&2
+echo "$target fuzzer: compiling with $CXX" >&2
 "$CXX" -std=c++20 -O1 -g -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$repo" -I"$work/include" "${sources[@]}" \
   "${absl_libs[@]/#/-labsl_}" -lpthread -lrt \
-  -o "$work/codec_fuzzer"
+  -o "$work/${target}_fuzzer"
 
-echo "codec fuzzer: fuzzing for ${seconds}s" >&2
+echo "$target fuzzer: fuzzing for ${seconds}s" >&2
 cd "$work"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # -malloc_limit_mb: any single allocation above 64 MiB from inputs of at most
 # 4 KiB is over-allocation, reported as a finding.
-exec ./codec_fuzzer -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+exec "./${target}_fuzzer" -max_total_time="$seconds" -max_len=4200 -timeout=10 \
   -rss_limit_mb=2048 -malloc_limit_mb=64 -print_final_stats=1 \
-  -artifact_prefix="$work/" "$work/corpus" "$repo/tests/runtime/fuzz/corpus"
+  -artifact_prefix="$work/" "$work/corpus" "$repo/tests/runtime/fuzz/$seeds"

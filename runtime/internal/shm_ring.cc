@@ -1,0 +1,316 @@
+#include "wharf/runtime/internal/shm_ring.h"
+
+#include <bit>
+#include <cstring>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+
+namespace wharf::runtime_internal {
+
+// The record protocol.
+//
+// Memory: a ShmRingHeader, then `capacity` bytes of records (a power of two).
+// Cursors are byte counts that only grow (64-bit: they never wrap); a
+// cursor's position in the ring is cursor & (capacity - 1).
+//   tail: written only by the writer — every byte before it is a complete,
+//         published record.
+//   head: written only by the reader — every byte before it has been read
+//         (copied out) and may be overwritten.
+// A record is an 8-byte ShmRecordHeader {length, tag} and the payload, padded
+// to a multiple of 8. A record never wraps: when it does not fit before the
+// end of the ring, the writer first writes a kPad record that covers the rest
+// (its length: the bytes after its header) and puts the record at position 0.
+// The pad and the record are published together.
+//
+// Writer (TryWrite):
+//   W: h = head.load(acquire)              — pairs with R: the reader copied
+//      the bytes before h out before it released them, so overwriting them
+//      cannot change what it read. (The handle keeps the last h and reloads
+//      only when that shows too little room: head only grows.)
+//   room check: (tail - h) + pad + record <= capacity; else kFull.
+//   write [pad header], record header, payload (plain stores).
+//   P: tail.store(tail + pad + record, release) — pairs with C.
+//   readable.Notify() — the event count's pair B (a fence, then one load of
+//      its waiter count; a futex wake only when the reader sleeps).
+// Reader (TryRead):
+//   C: t = tail.load(acquire)              — pairs with P: the record bytes
+//      before t are complete and visible. (Kept, and reloaded only once the
+//      reader has caught up with it.)
+//   copy the record header to a local, check it, copy the payload out.
+//   R: head.store(h + record, release)     — pairs with W.
+//   writable.Notify() — for a writer asleep in WaitWritable.
+// Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
+// → commit (its pair A against the Notify above), so a publish or a read
+// that races the announcement is never lost.
+// Close: `closed` bits set with a release RMW after the closer's last write;
+// a reader that sees the writer's bit (acquire) and then tail == head has
+// read everything the writer published (Drained).
+//
+// The crash argument. A writer killed at any instruction before P leaves
+// tail where it was: the partial record is invisible, the reader sees the
+// ring as it was after the previous record, and nothing else writes to this
+// ring (one writer per ring). Killed after P, the record is complete. So a
+// dead writer loses at most the record it was writing, and the ring stays
+// readable to its end. A reader killed at any point leaves head at a record
+// boundary (R is one store after the copy), so another reader attached
+// later resumes at the next unread record. Neither side holds a lock.
+//
+// A hostile peer can write anything into the mapping. The reader never
+// trusts it: the capacity and record limit come from Attach (this process's
+// copy), the cursors must be on 8-byte record boundaries, each header is
+// copied once to a local and checked (tag; length at
+// most max_record; the record inside the published bytes and inside the
+// ring; a pad exactly to the end), the payload is copied out before the
+// caller parses it, and a failed check poisons this reader's handle. A
+// hostile writer can therefore make the reader see garbage payloads (which
+// the codec above rejects) or DataLoss, never read out of bounds, allocate
+// more than max_record, or loop.
+
+namespace {
+
+constexpr uint32_t kWriterClosed = 1;
+constexpr uint32_t kReaderClosed = 2;
+
+std::atomic<ShmWriteHook> write_hook{nullptr};
+
+inline void Hook(ShmWriteStep step, uint64_t index) {
+  ShmWriteHook hook = write_hook.load(std::memory_order_relaxed);
+  if (hook != nullptr) hook(step, index);
+}
+
+bool Aligned64(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 63) == 0; }
+
+}  // namespace
+
+void SetShmWriteHookForTesting(ShmWriteHook hook) {
+  write_hook.store(hook, std::memory_order_relaxed);
+}
+
+absl::Status ShmRing::Init(void* memory, size_t bytes) {
+  if (memory == nullptr || !Aligned64(memory)) {
+    return absl::InvalidArgumentError("ShmRing::Init: the memory must be 64-byte aligned");
+  }
+  if (bytes < kHeaderBytes + kMinCapacity) {
+    return absl::InvalidArgumentError(absl::StrCat("ShmRing::Init: ", bytes,
+                                                   " bytes is too small; a ring needs at least ",
+                                                   kHeaderBytes + kMinCapacity));
+  }
+  const size_t capacity = std::min(std::bit_floor(bytes - kHeaderBytes), kMaxCapacity);
+  auto* h = new (memory) ShmRingHeader;
+  h->version = kVersion;
+  h->capacity = static_cast<uint32_t>(capacity);
+  h->max_record = static_cast<uint32_t>(capacity / 4 - sizeof(ShmRecordHeader));
+  h->tail.store(0, std::memory_order_relaxed);
+  h->head.store(0, std::memory_order_relaxed);
+  h->closed.store(0, std::memory_order_relaxed);
+  new (&h->readable) sync_internal::EventCount(FutexScope::kShared);
+  new (&h->writable) sync_internal::EventCount(FutexScope::kShared);
+  // Last, with release: an Attach that sees the magic (acquire) sees the rest.
+  std::atomic_ref<uint64_t>(h->magic).store(kMagic, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
+  if (memory == nullptr || !Aligned64(memory) || bytes < kHeaderBytes + kMinCapacity) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ShmRing::Attach: ", bytes, " bytes of 64-byte aligned memory needed, at least ",
+                     kHeaderBytes + kMinCapacity));
+  }
+  auto* h = static_cast<ShmRingHeader*>(memory);
+  const uint64_t magic = std::atomic_ref<uint64_t>(h->magic).load(std::memory_order_acquire);
+  if (magic != kMagic) {
+    return absl::FailedPreconditionError(
+        "ShmRing::Attach: the memory holds no Wharf ring (bad magic; not initialised yet?)");
+  }
+  if (h->version != kVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ShmRing::Attach: ring version ", h->version, ", this build speaks version ", kVersion,
+        " (a process of another Wharf version?)"));
+  }
+  const size_t capacity = h->capacity;
+  if (!std::has_single_bit(capacity) || capacity < kMinCapacity || capacity > kMaxCapacity ||
+      kHeaderBytes + capacity > bytes ||
+      h->max_record != capacity / 4 - sizeof(ShmRecordHeader)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ShmRing::Attach: the ring's header is inconsistent (capacity ", capacity, ", max record ",
+        h->max_record, ") with a mapping of ", bytes, " bytes"));
+  }
+  return ShmRing(h, static_cast<std::byte*>(memory) + kHeaderBytes, capacity,
+                 capacity / 4 - sizeof(ShmRecordHeader));
+}
+
+// --- writer -------------------------------------------------------------------
+
+bool ShmRing::Fits(size_t n) const {
+  const uint64_t t = header_->tail.load(std::memory_order_relaxed);
+  const uint64_t h = header_->head.load(std::memory_order_acquire);  // W
+  if (t % 8 != 0 || h % 8 != 0) return false;
+  const size_t need = RecordBytes(n);
+  const size_t pos = t & (capacity_ - 1);
+  const size_t total = need <= capacity_ - pos ? need : (capacity_ - pos) + need;
+  return t - h <= capacity_ && (t - h) + total <= capacity_;
+}
+
+RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
+  const size_t n = payload.size();
+  if (n > max_record_) return RingWrite::kTooLarge;
+  if (header_->closed.load(std::memory_order_acquire) != 0) return RingWrite::kClosed;
+  uint64_t t = header_->tail.load(std::memory_order_relaxed);  // ours alone
+  const size_t need = RecordBytes(n);
+  size_t pos = t & (capacity_ - 1);
+  const size_t contiguous = capacity_ - pos;
+  const size_t total = need <= contiguous ? need : contiguous + need;
+  // The reader's cursor as last loaded: it only grows, so room seen there is
+  // room now. Reloaded (W) only when it shows too little, so a writer ahead
+  // of its reader does not pull the reader's cache line on every record.
+  if (t - cached_head_ > capacity_ || (t - cached_head_) + total > capacity_) {
+    cached_head_ = header_->head.load(std::memory_order_acquire);  // W: pairs with R
+  }
+  const uint64_t h = cached_head_;
+  // Cursors are multiples of 8 unless a peer overwrote them: writing at an
+  // unaligned position could run past the ring's end.
+  if (t % 8 != 0 || h % 8 != 0) return RingWrite::kCorrupt;
+  // t - h > capacity only when the reader's cursor was overwritten: no room.
+  if (t - h > capacity_ || (t - h) + total > capacity_) return RingWrite::kFull;
+  Hook(ShmWriteStep::kReserved, written_);
+  if (need > contiguous) {
+    const ShmRecordHeader pad{static_cast<uint32_t>(contiguous - sizeof(ShmRecordHeader)), kPad};
+    std::memcpy(records_ + pos, &pad, sizeof(pad));
+    t += contiguous;
+    pos = 0;
+  }
+  const ShmRecordHeader rec{static_cast<uint32_t>(n), kData};
+  std::memcpy(records_ + pos, &rec, sizeof(rec));
+  Hook(ShmWriteStep::kHeaderWritten, written_);
+  if (n != 0) std::memcpy(records_ + pos + sizeof(rec), payload.data(), n);
+  Hook(ShmWriteStep::kPayloadWritten, written_);
+  header_->tail.store(t + need, std::memory_order_release);  // P: pairs with C
+  Hook(ShmWriteStep::kPublished, written_);
+  ++written_;
+  header_->readable.Notify();
+  return RingWrite::kOk;
+}
+
+bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
+  if (n > max_record_) return false;
+  const auto ready = [&] { return header_->closed.load(std::memory_order_acquire) != 0 || Fits(n); };
+  for (;;) {
+    if (ready()) return !reader_closed() && !writer_closed();
+    const sync_internal::EventCount::Key key = header_->writable.PrepareWait();
+    if (ready()) {
+      header_->writable.CancelWait();
+      continue;
+    }
+    if (!header_->writable.CommitWaitInterruptible(key, deadline)) {
+      return ready() && !reader_closed() && !writer_closed();
+    }
+  }
+}
+
+void ShmRing::CloseWriter() {
+  header_->closed.fetch_or(kWriterClosed, std::memory_order_acq_rel);
+  header_->readable.NotifyAll();
+  header_->writable.NotifyAll();
+}
+
+// --- reader -------------------------------------------------------------------
+
+absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
+  if (!poisoned_.ok()) return poisoned_;
+  const auto poison = [&](std::string what) -> absl::Status {
+    poisoned_ = absl::DataLossError(absl::StrCat("shared-memory ring: ", what,
+                                                 "; the ring is unreadable from here on"));
+    return poisoned_;
+  };
+  uint64_t h = header_->head.load(std::memory_order_relaxed);  // ours alone
+  if (h % 8 != 0) {
+    return poison(absl::StrCat("the reader's cursor ", h, " is not on a record boundary"));
+  }
+  for (;;) {
+    // The writer's cursor as last loaded; reloaded (C) only when the reader
+    // has caught up with it (or it is behind: a new handle), so a reader
+    // behind its writer does not pull the writer's line on every record.
+    if (cached_tail_ == h || cached_tail_ - h > capacity_) {
+      cached_tail_ = header_->tail.load(std::memory_order_acquire);  // C: pairs with P
+    }
+    const uint64_t t = cached_tail_;
+    if (t == h) {
+      header_->head.store(h, std::memory_order_release);  // a pad was skipped (or nothing)
+      return false;
+    }
+    const uint64_t avail = t - h;
+    if (avail > capacity_ || avail % 8 != 0) {
+      return poison(absl::StrCat("the writer's cursor is ", avail,
+                                 " bytes past the reader's, in a ring of ", capacity_));
+    }
+    const size_t pos = h & (capacity_ - 1);
+    ShmRecordHeader rec;
+    std::memcpy(&rec, records_ + pos, sizeof(rec));  // once: the peer may change it
+    if (rec.tag == kPad) {
+      const size_t skip = capacity_ - pos;
+      if (rec.length != skip - sizeof(ShmRecordHeader) || skip > avail) {
+        return poison(absl::StrCat("a padding record of ", rec.length, " bytes at offset ", pos,
+                                   " does not end at the end of the ring"));
+      }
+      h += skip;
+      continue;
+    }
+    if (rec.tag != kData) {
+      return poison(absl::StrCat("unknown record tag ", rec.tag, " at offset ", pos));
+    }
+    if (rec.length > max_record_) {
+      return poison(absl::StrCat("a record of ", rec.length, " bytes at offset ", pos,
+                                 " exceeds the ring's limit of ", max_record_));
+    }
+    const size_t bytes = RecordBytes(rec.length);
+    if (bytes > avail || pos + bytes > capacity_) {
+      return poison(absl::StrCat("a record of ", rec.length, " bytes at offset ", pos,
+                                 " runs past the published bytes or the ring's end"));
+    }
+    out.assign(reinterpret_cast<const char*>(records_ + pos + sizeof(rec)), rec.length);
+    header_->head.store(h + bytes, std::memory_order_release);  // R: pairs with W
+    header_->writable.Notify();
+    return true;
+  }
+}
+
+bool ShmRing::Readable() const {
+  return header_->tail.load(std::memory_order_acquire) !=
+             header_->head.load(std::memory_order_relaxed) ||
+         writer_closed() || !poisoned_.ok();
+}
+
+bool ShmRing::Drained() const {
+  if (!writer_closed()) return false;  // acquire: then tail holds every publish
+  return header_->tail.load(std::memory_order_acquire) ==
+         header_->head.load(std::memory_order_relaxed);
+}
+
+bool ShmRing::WaitReadable(absl::Time deadline) {
+  for (;;) {
+    if (Readable()) return true;
+    const sync_internal::EventCount::Key key = header_->readable.PrepareWait();  // A
+    if (Readable()) {
+      header_->readable.CancelWait();
+      return true;
+    }
+    if (!header_->readable.CommitWaitInterruptible(key, deadline)) return Readable();
+  }
+}
+
+void ShmRing::CloseReader() {
+  header_->closed.fetch_or(kReaderClosed, std::memory_order_acq_rel);
+  header_->writable.NotifyAll();
+  header_->readable.NotifyAll();
+}
+
+bool ShmRing::writer_closed() const {
+  return (header_->closed.load(std::memory_order_acquire) & kWriterClosed) != 0;
+}
+
+bool ShmRing::reader_closed() const {
+  return (header_->closed.load(std::memory_order_acquire) & kReaderClosed) != 0;
+}
+
+}  // namespace wharf::runtime_internal

@@ -1,0 +1,200 @@
+// ShmRing: one sender's lane of a cross-process port — a single-producer,
+// single-consumer ring of variable-size byte records in memory that two
+// processes map (a memfd or named SharedBuffer). The writer and the reader
+// may be in different processes; either may be SIGKILLed at any instruction.
+//
+//   ShmRing::Init(memory, bytes);                       // once, by the creator
+//   auto w = ShmRing::Attach(memory, bytes).value();    // writer process
+//   auto r = ShmRing::Attach(memory, bytes).value();    // reader process
+//   w.TryWrite(bytes);                                  // kOk, kFull, kTooLarge, ...
+//   r.TryRead(out);                                     // a record, or empty, or DataLoss
+//
+// Why one ring per sender (and not one multi-producer ring per port): a
+// writer killed between claiming and publishing a record leaves nothing a
+// reader can see (the record is published by one release store of `tail`,
+// after its bytes), and no other sender shares its ring, so a dead sender
+// can never make a port unreadable for the others. A shared MPSC ring needs a
+// claim/publish protocol with holes that a reader skips once it knows the
+// claimer is dead — a liveness check on the read path — for no gain here:
+// the port (the next layer) gives each sending process its own lane, as the
+// in-process port gives its first sender the SPSC fast lane.
+//
+// Hostile or corrupt peers: the reader trusts nothing in the mapping. Every
+// length and offset is checked before use (never past the ring, never more
+// than the ring's record limit, so never a large allocation); the payload is
+// copied out before anyone parses it (the writer cannot change it under the
+// decoder). A record that fails a check makes TryRead return DataLoss with
+// what was wrong, and the ring stays poisoned for this reader: a byte stream
+// whose framing is lost cannot be resynchronised.
+//
+// Thread-safety: one writer and one reader at a time (each may be any thread
+// of its process); Close* and the wait words may be used from any thread.
+// Blocking: TryWrite/TryRead never block; WaitReadable/WaitWritable sleep
+// (bounded spin, then the futex) and are interruption points.
+//
+// The record protocol, the memory orders and the crash argument: shm_ring.cc.
+
+#ifndef WHARF_RUNTIME_INTERNAL_SHM_RING_H_
+#define WHARF_RUNTIME_INTERNAL_SHM_RING_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "wharf/sync/internal/event_count.h"
+
+namespace wharf::runtime_internal {
+
+// The ring's control block, at the start of the ring's memory; the record
+// bytes follow it. Lives in a shared mapping: fixed-width fields and
+// atomics only — no pointers, no vtables, no std:: containers. Each
+// cursor has its own cache line (the writer writes `tail`, the reader
+// `head`).
+struct ShmRingHeader {
+  uint64_t magic;             // kMagic once Init finished
+  uint32_t version;           // kVersion
+  uint32_t capacity;          // bytes of record space, a power of two
+  uint32_t max_record;        // largest payload a record may carry
+  uint32_t reserved0;
+  uint64_t reserved1[5];
+  alignas(64) std::atomic<uint64_t> tail;  // writer: bytes published (monotonic)
+  uint64_t reserved2[7];
+  alignas(64) std::atomic<uint64_t> head;  // reader: bytes consumed (monotonic)
+  uint64_t reserved3[7];
+  // bit 0: the writer closed; bit 1: the reader closed.
+  alignas(64) std::atomic<uint32_t> closed;
+  uint32_t reserved4;
+  sync_internal::EventCount readable;  // the writer notifies after publishing
+  sync_internal::EventCount writable;  // the reader notifies after consuming
+};
+static_assert(std::is_standard_layout_v<ShmRingHeader>);
+static_assert(std::is_trivially_destructible_v<ShmRingHeader>);
+static_assert(offsetof(ShmRingHeader, tail) == 64);
+static_assert(offsetof(ShmRingHeader, head) == 128);
+static_assert(offsetof(ShmRingHeader, closed) == 192);
+static_assert(sizeof(ShmRingHeader) == 256, "the records start at offset 256");
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+// Each record starts with this (8 bytes), then the payload, padded to 8.
+struct ShmRecordHeader {
+  uint32_t length;  // payload bytes
+  uint32_t tag;     // kData or kPad
+};
+static_assert(sizeof(ShmRecordHeader) == 8);
+
+// Steps of a write, for fault tests: a hook called at each (a test raises
+// SIGKILL at a chosen one to show that a writer dying there loses only the
+// record it was writing and leaves the ring readable).
+enum class ShmWriteStep : int {
+  kReserved = 0,       // space found, nothing written
+  kHeaderWritten = 1,  // record header written, payload not
+  kPayloadWritten = 2, // payload written, not yet published
+  kPublished = 3,      // tail advanced, reader not yet notified
+};
+using ShmWriteHook = void (*)(ShmWriteStep step, uint64_t record_index);
+// Process-wide (tests only; null: no hook). Not in the shared mapping.
+void SetShmWriteHookForTesting(ShmWriteHook hook);
+
+enum class RingWrite : uint8_t {
+  kOk,        // published
+  kFull,      // not enough room now: WaitWritable, then retry
+  kTooLarge,  // larger than max_record(): send it out of line
+  kClosed,    // the reader closed (or the writer did)
+  kCorrupt,   // the ring's cursors are not where a Wharf peer leaves them:
+              // a peer overwrote the control block; nothing was written
+};
+
+class ShmRing {
+ public:
+  static constexpr uint64_t kMagic = 0x31474E5246524857;  // "WHRFRNG1", little-endian
+  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kData = 1;
+  static constexpr uint32_t kPad = 2;
+  static constexpr size_t kHeaderBytes = sizeof(ShmRingHeader);
+  static constexpr size_t kMinCapacity = 256;
+  static constexpr size_t kMaxCapacity = size_t{1} << 30;
+
+  // The memory a ring of `capacity` record bytes needs (capacity: a power of
+  // two in [kMinCapacity, kMaxCapacity]).
+  static constexpr size_t BytesFor(size_t capacity) { return kHeaderBytes + capacity; }
+
+  // Lays out a ring in `memory` (zero-filled or not; 64-byte aligned) of
+  // `bytes` bytes: the largest power-of-two capacity that fits. Records up to
+  // a quarter of the capacity fit (larger ones: kTooLarge). InvalidArgument
+  // for misaligned or too small memory. Call once, before any Attach, with
+  // no writer or reader attached.
+  static absl::Status Init(void* memory, size_t bytes);
+
+  // A handle on a ring that Init laid out (in this process or another).
+  // FailedPrecondition if the magic, version or sizes do not match `bytes` —
+  // a ring of another Wharf version, or memory that holds no ring.
+  static absl::StatusOr<ShmRing> Attach(void* memory, size_t bytes);
+
+  ShmRing(const ShmRing&) = default;
+  ShmRing& operator=(const ShmRing&) = default;
+
+  // --- writer ---------------------------------------------------------------
+  // Publishes one record holding `payload` and rings the reader's doorbell
+  // (one fence and one load when the reader is not asleep). Never blocks.
+  RingWrite TryWrite(std::span<const std::byte> payload);
+  RingWrite TryWrite(std::string_view payload) {
+    return TryWrite(std::as_bytes(std::span<const char>(payload.data(), payload.size())));
+  }
+  // Sleeps until `n` payload bytes fit, the ring closes, or `deadline`.
+  // True when they fit. An interruption point.
+  bool WaitWritable(size_t n, absl::Time deadline);
+  void CloseWriter();
+
+  // --- reader ---------------------------------------------------------------
+  // The next record's payload into `out` (replacing its contents): true; or
+  // false with `out` untouched when none is published. DataLoss when the
+  // ring's bytes are not a valid record (the ring stays poisoned).
+  absl::StatusOr<bool> TryRead(std::string& out);
+  // Something to read now (a cheap load), or the writer closed.
+  bool Readable() const;
+  // The writer closed and every record it published was read.
+  bool Drained() const;
+  // Sleeps until a record is published, the writer closes, or `deadline`.
+  // True when readable (or drained). An interruption point.
+  bool WaitReadable(absl::Time deadline);
+  void CloseReader();
+
+  bool writer_closed() const;
+  bool reader_closed() const;
+  size_t capacity() const { return capacity_; }
+  size_t max_record() const { return max_record_; }
+  // The doorbell a reader's event loop sleeps on (FutexWaitAny, kShared).
+  sync_internal::EventCount& readable_event() { return header_->readable; }
+
+  // The record space, for tests that play a hostile writer.
+  std::span<std::byte> RecordsForTesting() { return {records_, capacity_}; }
+  ShmRingHeader& HeaderForTesting() { return *header_; }
+
+ private:
+  ShmRing(ShmRingHeader* header, std::byte* records, size_t capacity, size_t max_record)
+      : header_(header), records_(records), capacity_(capacity), max_record_(max_record) {}
+  bool Fits(size_t n) const;
+  static size_t RecordBytes(size_t payload) { return sizeof(ShmRecordHeader) + ((payload + 7) & ~size_t{7}); }
+
+  // Process-local handles (this object is not in the mapping). The
+  // capacity and record limit are copied at Attach and never re-read from
+  // the mapping, so a peer that rewrites the header cannot widen them.
+  ShmRingHeader* header_;
+  std::byte* records_;
+  size_t capacity_;
+  size_t max_record_;
+  uint64_t written_ = 0;          // writer: records published by this handle
+  uint64_t cached_head_ = 0;      // writer: `head` as last loaded
+  uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
+  absl::Status poisoned_;         // reader: the first DataLoss, kept
+};
+
+}  // namespace wharf::runtime_internal
+
+#endif  // WHARF_RUNTIME_INTERNAL_SHM_RING_H_

@@ -1,10 +1,12 @@
 #include "wharf/runtime/internal/shm_ring.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "wharf/sync/internal/spin.h"
 
 namespace wharf::runtime_internal {
 
@@ -39,7 +41,9 @@ namespace wharf::runtime_internal {
 //      reader has caught up with it.)
 //   copy the record header to a local, check it, copy the payload out.
 //   R: head.store(h + record, release)     — pairs with W.
-//   writable.Notify() — for a writer asleep in WaitWritable.
+//   writable.Notify() — for a writer asleep in WaitWritable: fenced every
+//      16 records and when the ring runs empty, a plain load in between
+//      (a writer sleeps only on a full ring, in slices of 1 ms: see TryRead).
 // Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
 // → commit (its pair A against the Notify above), so a publish or a read
 // that races the announcement is never lost.
@@ -70,6 +74,13 @@ namespace wharf::runtime_internal {
 namespace {
 
 constexpr uint32_t kWriterClosed = 1;
+// The bounded spin of both waits before they sleep: MessagePort::Receive's.
+constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
+// Records a reader consumes between two fenced wake-ups of the writer, and
+// the longest a sleeping writer can miss a wake-up that an unfenced check
+// skipped (it re-checks for room after each slice).
+constexpr uint32_t kFencedEvery = 16;
+constexpr absl::Duration kMissedWakeBound = absl::Milliseconds(1);
 constexpr uint32_t kReaderClosed = 2;
 
 std::atomic<ShmWriteHook> write_hook{nullptr};
@@ -195,6 +206,10 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
 bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
   if (n > max_record_) return false;
   const auto ready = [&] { return header_->closed.load(std::memory_order_acquire) != 0 || Fits(n); };
+  // A reader that is draining frees room within nanoseconds: spin for it
+  // before sleeping, or a writer that keeps the ring full sleeps and is
+  // woken once per record (measured: 1.7 M records/s instead of 15 M).
+  (void)sync_internal::SpinFor(kWaitSpin, deadline, ready, /*yield_after=*/kWaitSpin / 2);
   for (;;) {
     if (ready()) return !reader_closed() && !writer_closed();
     const sync_internal::EventCount::Key key = header_->writable.PrepareWait();
@@ -202,7 +217,11 @@ bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
       header_->writable.CancelWait();
       continue;
     }
-    if (!header_->writable.CommitWaitInterruptible(key, deadline)) {
+    // Slices of kMissedWakeBound: a wake-up the reader's unfenced check
+    // missed (TryRead) costs at most one slice, never a writer stuck beside
+    // free room.
+    const absl::Time slice = std::min(deadline, absl::Now() + kMissedWakeBound);
+    if (!header_->writable.CommitWaitInterruptible(key, slice) && absl::Now() >= deadline) {
       return ready() && !reader_closed() && !writer_closed();
     }
   }
@@ -269,8 +288,20 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
                                  " runs past the published bytes or the ring's end"));
     }
     out.assign(reinterpret_cast<const char*>(records_ + pos + sizeof(rec)), rec.length);
-    header_->head.store(h + bytes, std::memory_order_release);  // R: pairs with W
-    header_->writable.Notify();
+    h += bytes;
+    header_->head.store(h, std::memory_order_release);  // R: pairs with W
+    // The fenced Notify (the event count's pair B) every kFencedEvery records
+    // and whenever the ring runs empty (as far as this reader knows); in
+    // between, one plain load. A writer sleeps only on a full ring, so a
+    // reader that goes on reading reaches one of the two within a few
+    // records; if it stops early, the writer finds the room at the end of
+    // its current sleep slice (WaitWritable: at most 1 ms).
+    if (++reads_since_fence_ >= kFencedEvery || cached_tail_ == h) {
+      reads_since_fence_ = 0;
+      header_->writable.Notify();
+    } else {
+      header_->writable.NotifyIfSeen();
+    }
     return true;
   }
 }
@@ -288,6 +319,8 @@ bool ShmRing::Drained() const {
 }
 
 bool ShmRing::WaitReadable(absl::Time deadline) {
+  (void)sync_internal::SpinFor(kWaitSpin, deadline, [&] { return Readable(); },
+                               /*yield_after=*/kWaitSpin / 2);
   for (;;) {
     if (Readable()) return true;
     const sync_internal::EventCount::Key key = header_->readable.PrepareWait();  // A

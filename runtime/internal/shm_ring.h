@@ -29,8 +29,8 @@
 //
 // Thread-safety: one writer and one reader at a time (each may be any thread
 // of its process); Close* and the wait words may be used from any thread.
-// Blocking: TryWrite/TryRead never block; WaitReadable/WaitWritable sleep
-// (bounded spin, then the futex) and are interruption points.
+// Blocking: TryWrite/TryRead never block; WaitReadable/WaitWritable spin up
+// to 20 µs, then sleep on the futex, and are interruption points.
 //
 // The record protocol, the memory orders and the crash argument: shm_ring.cc.
 
@@ -192,6 +192,7 @@ class ShmRing {
   uint64_t written_ = 0;          // writer: records published by this handle
   uint64_t cached_head_ = 0;      // writer: `head` as last loaded
   uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
+  uint32_t reads_since_fence_ = 0;  // reader: records since a fenced Notify
   absl::Status poisoned_;         // reader: the first DataLoss, kept
 };
 

@@ -85,6 +85,16 @@ class EventCount {
   const void* word() const noexcept { return &epoch_; }
   FutexScope scope() const noexcept { return scope_; }
 
+  // Notify() without its fence: wakes a waiter whose announcement this thread
+  // already sees, and is otherwise a plain load. It can miss a waiter that
+  // announced itself just now (the fence is what orders the caller's store
+  // before the load), so a caller may use it only where a full Notify()
+  // follows soon enough for a missed waiter (ShmRing's reader: every few
+  // records and whenever the ring runs empty).
+  void NotifyIfSeen() noexcept {
+    if (waiters_.load(std::memory_order_relaxed) != 0) Notify();
+  }
+
   // For tests: threads between PrepareWait() and the end of their wait.
   uint32_t WaitersForTesting() const noexcept { return waiters_.load(std::memory_order_relaxed); }
 

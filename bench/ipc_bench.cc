@@ -41,6 +41,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "bench/ping_pong.h"
+#include "bench/port_ping_pong.h"
 #include "benchmark/benchmark.h"
 #include "boost/interprocess/ipc/message_queue.hpp"
 #include "wharf/runtime/internal/shm_ring.h"
@@ -58,43 +59,7 @@ constexpr size_t kRingCapacity = 64 * 1024;
 
 // --- MessagePort between threads (the reference) -----------------------------
 
-struct PortShared {
-  PortShared() {
-    auto [a, b] = wharf::MessageChannel::Create();
-    ping = std::move(a);
-    pong = std::move(b);
-  }
-  wharf::MessagePort ping;
-  wharf::MessagePort pong;
-  alignas(64) int32_t pong_ready = 0;
-};
-
-void BM_PingPong_PortThreads(benchmark::State& state) {
-  wharf_bench::PingPongThreads<PortShared>(
-      state,
-      [](benchmark::State& st, PortShared& s) {
-        int64_t i = 0;
-        for (auto _ : st) {
-          if (!s.ping.PostMessage(wharf::Value(++i)).ok()) st.SkipWithError("post failed");
-          auto r = s.ping.Receive();
-          if (!r.ok()) {
-            st.SkipWithError("receive failed");
-            break;
-          }
-          benchmark::DoNotOptimize(r);
-        }
-        (void)s.ping.PostMessage(wharf::Value(kStop));
-      },
-      [](PortShared& s) {
-        for (;;) {
-          auto r = s.pong.Receive();
-          if (!r.ok()) return;
-          auto v = r->AsInt();
-          if (!v.ok() || *v == kStop) return;
-          if (!s.pong.PostMessage(std::move(*r)).ok()) return;
-        }
-      });
-}
+void BM_PingPong_PortThreads(benchmark::State& state) { wharf_bench::PortPingPongThreads(state); }
 BENCHMARK(BM_PingPong_PortThreads)->Name("BM_PingPong/wharf_port_threads")->UseRealTime();
 
 // --- ShmRing ------------------------------------------------------------------

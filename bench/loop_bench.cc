@@ -82,6 +82,7 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "bench/ping_pong.h"
+#include "bench/port_ping_pong.h"
 #include "caf/all.hpp"
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/message_port.h"
@@ -397,42 +398,8 @@ void BM_LoopPingPong_WharfMainLoop(benchmark::State& state) {
 
 // --- wharf: blocking Receive() (the reference) ---------------------------------
 
-struct PortShared {
-  PortShared() {
-    auto [a, b] = wharf::MessageChannel::Create();
-    ping = std::move(a);
-    pong = std::move(b);
-  }
-  wharf::MessagePort ping;
-  wharf::MessagePort pong;
-  alignas(64) int32_t pong_ready = 0;
-};
-
 void BM_LoopPingPong_WharfBlockingReceive(benchmark::State& state) {
-  wharf_bench::PingPongThreads<PortShared>(
-      state,
-      [](benchmark::State& st, PortShared& s) {
-        int64_t i = 0;
-        for (auto _ : st) {
-          if (!s.ping.PostMessage(wharf::Value(++i)).ok()) st.SkipWithError("post failed");
-          auto r = s.ping.Receive(kBatchTimeout);
-          if (!r.ok()) {
-            st.SkipWithError("receive failed");
-            break;
-          }
-          benchmark::DoNotOptimize(r);
-        }
-        (void)s.ping.PostMessage(wharf::Value(kStop));
-      },
-      [](PortShared& s) {
-        for (;;) {
-          auto r = s.pong.Receive(kBatchTimeout);
-          if (!r.ok()) return;
-          auto v = r->AsInt();
-          if (!v.ok() || *v == kStop) return;
-          if (!s.pong.PostMessage(std::move(*r)).ok()) return;
-        }
-      });
+  wharf_bench::PortPingPongThreads(state, kBatchTimeout);
 }
 
 // --- CAF -----------------------------------------------------------------------

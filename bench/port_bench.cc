@@ -56,6 +56,7 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "bench/ping_pong.h"
+#include "bench/port_ping_pong.h"
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/codec.h"
 #include "wharf/runtime/message_port.h"
@@ -74,43 +75,7 @@ double ThreadCpuSeconds() {
 
 // --- 1. Ping-pong ---------------------------------------------------------
 
-struct PortShared {
-  PortShared() {
-    auto [a, b] = wharf::MessageChannel::Create();
-    ping = std::move(a);
-    pong = std::move(b);
-  }
-  wharf::MessagePort ping;
-  wharf::MessagePort pong;
-  alignas(64) int32_t pong_ready = 0;
-};
-
-void BM_PingPong_Port(benchmark::State& state) {
-  wharf_bench::PingPongThreads<PortShared>(
-      state,
-      [](benchmark::State& st, PortShared& s) {
-        int i = 0;
-        for (auto _ : st) {
-          if (!s.ping.PostMessage(wharf::Value(++i)).ok()) st.SkipWithError("post failed");
-          auto r = s.ping.Receive();
-          if (!r.ok()) {
-            st.SkipWithError("receive failed");
-            break;
-          }
-          benchmark::DoNotOptimize(r);
-        }
-        (void)s.ping.PostMessage(wharf::Value(kStop));
-      },
-      [](PortShared& s) {
-        for (;;) {
-          auto r = s.pong.Receive();
-          if (!r.ok()) return;
-          auto v = r->AsInt();
-          if (!v.ok() || *v == kStop) return;
-          if (!s.pong.PostMessage(std::move(*r)).ok()) return;
-        }
-      });
-}
+void BM_PingPong_Port(benchmark::State& state) { wharf_bench::PortPingPongThreads(state); }
 
 struct QueueShared {
   moodycamel::BlockingConcurrentQueue<int> to_pong;

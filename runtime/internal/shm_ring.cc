@@ -74,6 +74,7 @@ namespace wharf::runtime_internal {
 namespace {
 
 constexpr uint32_t kWriterClosed = 1;
+constexpr uint32_t kReaderClosed = 2;
 // The bounded spin of both waits before they sleep: MessagePort::Receive's.
 constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
 // Records a reader consumes between two fenced wake-ups of the writer, and
@@ -81,7 +82,6 @@ constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
 // skipped (it re-checks for room after each slice).
 constexpr uint32_t kFencedEvery = 16;
 constexpr absl::Duration kMissedWakeBound = absl::Milliseconds(1);
-constexpr uint32_t kReaderClosed = 2;
 
 std::atomic<ShmWriteHook> write_hook{nullptr};
 
@@ -108,6 +108,8 @@ absl::Status ShmRing::Init(void* memory, size_t bytes) {
                                                    kHeaderBytes + kMinCapacity));
   }
   const size_t capacity = std::min(std::bit_floor(bytes - kHeaderBytes), kMaxCapacity);
+  // Zero first: memory that held a ring keeps no magic while this runs.
+  std::memset(memory, 0, kHeaderBytes);
   auto* h = new (memory) ShmRingHeader;
   h->version = kVersion;
   h->capacity = static_cast<uint32_t>(capacity);

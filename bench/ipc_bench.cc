@@ -76,15 +76,19 @@ struct RingShared {
 
 ShmRing Attach(std::byte* memory, size_t bytes) { return ShmRing::Attach(memory, bytes).value(); }
 
-bool Send(ShmRing& ring, int64_t v) {
-  const std::string_view bytes(reinterpret_cast<const char*>(&v), sizeof(v));
+// Writes one record, waiting for room; false when the ring closed or broke.
+bool Write(ShmRing& ring, std::string_view bytes) {
   for (;;) {
     const RingWrite w = ring.TryWrite(bytes);
     if (w == RingWrite::kOk) return true;
-    if (w != RingWrite::kFull || !ring.WaitWritable(sizeof(v), absl::InfiniteFuture())) {
+    if (w != RingWrite::kFull || !ring.WaitWritable(bytes.size(), absl::InfiniteFuture())) {
       return false;
     }
   }
+}
+
+bool Send(ShmRing& ring, int64_t v) {
+  return Write(ring, std::string_view(reinterpret_cast<const char*>(&v), sizeof(v)));
 }
 
 // The next message, spinning up to 20 µs before sleeping (MessagePort's
@@ -314,19 +318,15 @@ void BM_Throughput_Ring(benchmark::State& state) {
         int64_t sent = 0;
         for (auto _ : st) {
           std::memcpy(payload.data(), &sent, sizeof(sent));
-          for (;;) {
-            const RingWrite w = out.TryWrite(payload);
-            if (w == RingWrite::kOk) break;
-            if (w != RingWrite::kFull || !out.WaitWritable(payload.size(), absl::InfiniteFuture())) {
-              st.SkipWithError("ring write failed");
-              return;
-            }
+          if (!Write(out, payload)) {
+            st.SkipWithError("ring write failed");
+            return;
           }
           ++sent;
         }
         int64_t stop = kStop;
         std::memcpy(payload.data(), &stop, sizeof(stop));
-        while (out.TryWrite(payload) != RingWrite::kOk) out.WaitWritable(payload.size(), absl::InfiniteFuture());
+        if (!Write(out, payload)) st.SkipWithError("ring write failed");
         std::string ack;
         if (!Receive(acks, ack) || AsInt(ack) != sent) st.SkipWithError("messages were lost");
         st.SetItemsProcessed(sent);

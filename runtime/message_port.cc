@@ -57,7 +57,13 @@ struct PortEndpoint final : LoopSource {
 };
 
 struct PortCore {
-  explicit PortCore(const PortOptions& o) : options(o), transport(o.capacity) {
+  explicit PortCore(const PortOptions& o) : options(o), transport(o.capacity) { Init(); }
+  // Over a link: this process holds side `local_side` only.
+  PortCore(const PortOptions& o, ShmChannelEnd link_end, int local_side)
+      : options(o), transport(std::move(link_end), local_side, o.capacity) {
+    Init();
+  }
+  void Init() {
     for (int side = 0; side < 2; ++side) {
       end[side].core = this;
       end[side].side = side;
@@ -81,6 +87,12 @@ bool PortEndpoint::Deliver() {
     if (t.TryTake(side, v)) {
       receiving.Deliver(std::move(v));
       return true;  // `this` may belong to another owner now: touch nothing
+    }
+    absl::Status error;
+    if (t.TakeError(side, error)) {
+      // messageerror, in its place in the order; dropped without a handler.
+      if (std::function<void(absl::Status)> h = on_message_error) h(std::move(error));
+      return true;
     }
   }
   if (!close_fired && t.Drained(side)) {
@@ -133,6 +145,26 @@ bool PortAccess::SameChannel(const MessagePort& a, const MessagePort& b) {
 
 void PortAccess::DetachForTransfer(MessagePort& port) { port.core_->end[port.side_].Reset(); }
 
+MessagePort PortAccess::OverLink(ShmChannelEnd end, const PortOptions& options) {
+  // Side 0 here by convention: the transport ignores sides (it has one).
+  return MessagePort(std::make_shared<PortCore>(options, std::move(end), 0), 0);
+}
+
+ShmChannel* PortAccess::Shm(MessagePort& port) {
+  return port.core_ == nullptr ? nullptr : port.core_->transport.shm();
+}
+
+absl::StatusOr<std::pair<MessagePort, MessagePort>> PortAccess::ShmPairForTesting(
+    const PortOptions& options) {
+  absl::StatusOr<std::shared_ptr<ShmLink>> link = ShmLink::Create();
+  if (!link.ok()) return link.status();
+  absl::StatusOr<ShmChannelEnd> a = ShmChannelEnd::Open(*link, 0);
+  if (!a.ok()) return a.status();
+  absl::StatusOr<ShmChannelEnd> b = ShmChannelEnd::Open(*link, 1);
+  if (!b.ok()) return b.status();
+  return std::make_pair(OverLink(*std::move(a), options), OverLink(*std::move(b), options));
+}
+
 namespace {
 
 const PortSlot::Ops kPortOps = {
@@ -172,14 +204,26 @@ namespace {
 SendOutcome Send(PortCore& core, int to, Value& message) {
   const PortOptions& opt = core.options;
   absl::Time deadline = absl::InfiniteFuture();
+  absl::Status why;
   for (bool first = true;; first = false) {
-    switch (core.transport.TrySend(to, message)) {
+    switch (core.transport.TrySend(to, message, why)) {
       case SendResult::kOk:
         return {};
       case SendResult::kClosed:
         return {absl::FailedPreconditionError("port closed")};
       case SendResult::kNoMemory:
         return {absl::ResourceExhaustedError("out of memory queueing a message")};
+      case SendResult::kInvalid:
+        return {std::move(why)};
+      case SendResult::kBusy:
+        // The transport's own limit (a ring between processes), not the
+        // port's capacity: wait for the receiver whatever on_full says.
+        try {
+          (void)core.transport.WaitWritable(to, absl::InfiniteFuture());
+        } catch (const Interrupted&) {
+          return {absl::AbortedError("interrupted"), true};
+        }
+        continue;
       case SendResult::kFull:
         break;
     }
@@ -198,7 +242,7 @@ SendOutcome Send(PortCore& core, int to, Value& message) {
     }
     if (!room && absl::Now() >= deadline) {
       // One last try: room may have appeared at the deadline.
-      if (core.transport.TrySend(to, message) == SendResult::kOk) return {};
+      if (core.transport.TrySend(to, message, why) == SendResult::kOk) return {};
       return {absl::DeadlineExceededError("port full: timed out waiting for room")};
     }
   }
@@ -282,8 +326,12 @@ absl::Status MessagePort::PostMessage(Value& message, std::span<const Transferab
 std::optional<Value> MessagePort::TryReceive() {
   if (core_ == nullptr) return std::nullopt;
   Value v;
-  if (!core_->transport.TryTake(side_, v)) return std::nullopt;
-  return v;
+  if (core_->transport.TryTake(side_, v)) return v;
+  absl::Status dropped;  // a message error has no place in TryReceive's answer
+  while (core_->transport.TakeError(side_, dropped)) {
+    if (core_->transport.TryTake(side_, v)) return v;
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
@@ -291,15 +339,18 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   runtime_internal::PortTransport& t = core_->transport;
   Value v;
   if (t.TryTake(side_, v)) return v;  // the busy receiver's path: no clock, no wait
+  if (absl::Status error; t.TakeError(side_, error)) return error;
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   // Spin first (kReceiveSpin), polling only the queue (read-only: no line is
   // taken from the sender) and the closed state (one load while open).
   (void)sync_internal::SpinFor(runtime_internal::kReceiveSpin, deadline,
                                [&t, this] { return t.Readable(side_) || t.Drained(side_); });
+  absl::Status error;
   for (;;) {
     if (t.TryTake(side_, v)) return v;
-    if (t.Drained(side_)) return absl::CancelledError("port closed");
+    if (t.TakeError(side_, error)) return error;  // messageerror, in its place
+    if (t.Drained(side_)) return t.CloseCause(side_);
     if (!t.WaitReadable(side_, deadline) && absl::Now() >= deadline) {
       if (t.TryTake(side_, v)) return v;
       return absl::DeadlineExceededError("no message before the timeout");

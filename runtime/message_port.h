@@ -30,7 +30,16 @@
 // DeadlineExceeded when full. It never throws, except wharf::Interrupted
 // from a kBlock wait in a worker being terminated (the message is given back
 // first). Receive returns DeadlineExceeded at its timeout and Cancelled once
-// the port is closed and drained.
+// the port is closed and drained — or, when the other end's process died,
+// Aborted naming how it ended ("worker killed by signal 9 (SIGKILL)").
+//
+// Across processes (a process Worker's ports; docs/processes.md) the same
+// API holds, with what a process boundary implies: a message is encoded
+// (codec.h), so a string must be valid UTF-8 and a MessagePort cannot be
+// sent (both InvalidArgument "DataCloneError: ..."); Buffers are copied,
+// SharedBuffers shared; a record that arrives damaged is a message error
+// (OnMessageError, or the status Receive returns, in its place in the
+// order).
 //
 // Blocking: only Receive() (it watches the queue ~20 µs, then sleeps) and a
 // kBlock PostMessage on a full port. Both are interruption points

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "wharf/runtime/internal/process_backend.h"
 #include "wharf/runtime/internal/thread_backend.h"
 #include "wharf/runtime/internal/worker_runner.h"
 #include "wharf/sync/internal/str_cat.h"
@@ -86,7 +87,7 @@ struct WorkerState {
   MessagePort owner_port;
 
   // --- The backend ---
-  std::variant<ThreadBackend> backend;
+  std::variant<ThreadBackend, ProcessBackend> backend;
   WorkerFunction entry;  // moved to the worker at start
   MessagePort worker_port;
   Value worker_data;
@@ -96,6 +97,7 @@ struct WorkerState {
   bool finished = false;
   WorkerExitRecord exit;
   std::vector<Promise<int>> terminate_promises;
+  std::optional<int> terminated_code;  // a process worker's, known before `finished`
 
   // --- Owner thread only ---
   bool detached = false;  // ~Worker ran: deliver nothing more
@@ -121,6 +123,23 @@ struct WorkerState {
     }
     owner_loop->Post([self] { self->OnRecord(); });
     for (Promise<int>& p : promises) (void)p.SetValue(exit.code);
+  }
+
+  // The backend goes first: a process backend's grace watcher (a thread)
+  // may still call ResolveTerminate, which uses the members below it.
+  ~WorkerState() { backend.emplace<ThreadBackend>(); }
+
+  // Any thread (a process backend's grace watcher): a terminated worker has
+  // ended with `code`; Terminate's futures need not wait for the owner loop.
+  // (`this` outlives the watcher: the backend joins it before it dies.)
+  void ResolveTerminate(int code) {
+    std::vector<Promise<int>> promises;
+    {
+      MutexLock lock(mu);
+      terminated_code = code;
+      promises.swap(terminate_promises);
+    }
+    for (Promise<int>& p : promises) (void)p.SetValue(code);
   }
 
   // Owner thread.
@@ -202,7 +221,34 @@ struct WorkerState {
 
 using runtime_internal::WorkerState;
 
+namespace {
+
+// Start for isolation kProcess: the entry is a name, looked up here (so a
+// typo fails now, not in the child) and again by the child.
+absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions& options,
+                                    EventLoop* loop,
+                                    absl::AnyInvocable<absl::StatusOr<Worker>(
+                                        std::shared_ptr<WorkerState>)> wrap);
+
+}  // namespace
+
 absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
+  if (options.isolation == Isolation::kProcess) {
+    if (!entry.by_name_) {
+      return absl::InvalidArgumentError(
+          "Worker::Start: a process worker cannot run a function object (functions do not "
+          "cross processes): register the entry with WHARF_WORKER_ENTRY(name) or "
+          "WorkerRegistry::Register and start it by name");
+    }
+    return StartProcess(entry.name_, options, options.loop != nullptr ? options.loop
+                                                                      : EventLoop::Current(),
+                        [](std::shared_ptr<WorkerState> st) { return Worker(std::move(st)); });
+  }
+  if (options.resource_limits.any()) {
+    return absl::InvalidArgumentError(
+        "Worker::Start: resource_limits apply to process workers only (isolation = kProcess); "
+        "a thread worker's stack is WorkerOptions::stack_size");
+  }
   WorkerFunction fn;
   if (entry.by_name_) {
     absl::StatusOr<WorkerFunction> found = WorkerRegistry::Find(entry.name_);
@@ -272,6 +318,75 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   return Worker(std::move(state));
 }
 
+namespace {
+
+absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions& options,
+                                    EventLoop* loop,
+                                    absl::AnyInvocable<absl::StatusOr<Worker>(
+                                        std::shared_ptr<WorkerState>)> wrap) {
+  if (absl::StatusOr<WorkerFunction> found = WorkerRegistry::Find(entry_name); !found.ok()) {
+    return found.status();
+  }
+  if (loop == nullptr) {
+    return absl::FailedPreconditionError(
+        "Worker::Start needs an owner EventLoop: call it from a loop callback or set "
+        "WorkerOptions::loop");
+  }
+  if (options.stack_size != 0 && options.resource_limits.stack_bytes == 0) {
+    options.resource_limits.stack_bytes = options.stack_size;
+  }
+  absl::StatusOr<StructuredClone> clone =
+      options.transfer.empty() ? StructuredClone::Move(std::move(options.worker_data))
+                               : StructuredClone::Copy(options.worker_data, options.transfer);
+  if (!clone.ok()) return clone.status();
+
+  auto state = std::make_shared<WorkerState>();
+  state->id = next_worker_id.fetch_add(1, std::memory_order_relaxed);
+  state->name = options.name;
+  state->owner_loop = loop;
+  auto& backend = state->backend.emplace<runtime_internal::ProcessBackend>();
+  absl::StatusOr<MessagePort> port = backend.Prepare();
+  if (!port.ok()) return port.status();
+  state->owner_port = *std::move(port);
+  backend.SetOwnerPort(&state->owner_port);
+  // worker_data is the channel's first message: encoded (checked) before
+  // anything starts; the child takes it before its entry runs.
+  if (absl::Status s = state->owner_port.PostMessage(std::move(clone->Commit())); !s.ok()) {
+    clone->Rollback();
+    return s;
+  }
+
+  MessagePort& owner_port = state->owner_port;
+  if (absl::Status s = owner_port.Start(*loop); !s.ok()) return s;
+  owner_port.Unref();
+  std::weak_ptr<WorkerState> weak = state;
+  owner_port.OnClose([weak] {
+    if (std::shared_ptr<WorkerState> st = weak.lock()) st->OnPortClosed();
+  });
+  owner_port.OnMessageError([weak](absl::Status s) {
+    std::shared_ptr<WorkerState> st = weak.lock();
+    if (st == nullptr || st->detached) return;
+    if (auto h = st->on_message_error) h(std::move(s));
+  });
+  state->owner_ref = EventLoop::RefHandle(*loop);
+  absl::Status started = backend.Start(
+      options, entry_name, state->id, *loop,
+      [weak] {
+        if (std::shared_ptr<WorkerState> st = weak.lock()) st->FireOnline();
+      },
+      [weak](runtime_internal::WorkerExitRecord record) {
+        if (std::shared_ptr<WorkerState> st = weak.lock()) st->Publish(std::move(record), st);
+      },
+      [raw = state.get()](int code) { raw->ResolveTerminate(code); });
+  if (!started.ok()) {
+    state->owner_ref.Reset();
+    return started;
+  }
+  return wrap(std::move(state));
+}
+
+}  // namespace
+
 Worker::Worker(Worker&& other) noexcept = default;
 
 Worker& Worker::operator=(Worker&& other) noexcept {
@@ -292,7 +407,7 @@ void Worker::Destroy() {
     if (!st->finished) st->control->RequestTerminate();
   }
   st->owner_port.Close();
-  std::visit([](auto& b) { b.Join(); }, st->backend);
+  std::visit([](auto& b) { b.Join(); }, st->backend);  // a process: terminated, then reaped
   st->detached = true;
   st->on_online = nullptr;
   st->on_message = nullptr;
@@ -365,8 +480,12 @@ Future<int> Worker::Terminate() {
   {
     MutexLock lock(state_->mu);
     if (state_->finished) return Future<int>::Ready(state_->exit.code);
+    if (state_->terminated_code.has_value()) return Future<int>::Ready(*state_->terminated_code);
     state_->control->RequestTerminate();
     state_->terminate_promises.push_back(std::move(p));
+  }
+  if (auto* process = std::get_if<runtime_internal::ProcessBackend>(&state_->backend)) {
+    process->RequestTerminate();
   }
   state_->owner_port.Close();
   return f;

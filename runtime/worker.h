@@ -58,6 +58,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -68,6 +69,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "wharf/runtime/error_record.h"
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/future.h"
@@ -90,7 +92,8 @@ namespace runtime_internal {
 // The worker side of every isolation (internal/worker_runner.h).
 WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
                                 std::string name, WorkerControl& control,
-                                absl::AnyInvocable<void()> on_online);
+                                absl::AnyInvocable<void()> on_online,
+                                std::vector<std::string> argv = {});
 }  // namespace runtime_internal
 
 // What Worker::Start runs: a callable or a registered entry name.
@@ -132,6 +135,38 @@ class WorkerRegistry {
       ::wharf::WorkerRegistry::RegisterOrDie(#name, &wharf_worker_entry_##name);      \
   static void wharf_worker_entry_##name([[maybe_unused]] ::wharf::WorkerContext& ctx)
 
+// How a Worker is isolated from its owner.
+enum class Isolation : uint8_t {
+  kThread,   // a thread of this process: shares its memory, and its fate
+  kProcess,  // a child process (docs/processes.md): a crash, a kill -9 or a
+             // limit ends only the worker
+};
+
+// Limits of a process worker (kProcess only; 0 / zero = no limit). Each is
+// enforced by the kernel on the child alone; hitting one ends only that
+// worker, and OnError says which limit it was:
+//   max_memory_bytes  address space (RLIMIT_AS): an allocation past it
+//                     fails, the worker's std::bad_alloc becomes the error
+//                     "worker ran out of memory: resource_limits.
+//                     max_memory_bytes = N" (a cgroup v2 memory limit is not
+//                     used: see docs/processes.md)
+//   max_cpu_time      CPU seconds (RLIMIT_CPU, whole seconds, rounded up):
+//                     SIGXCPU, reported as such
+//   max_open_files    descriptors (RLIMIT_NOFILE): opens past it fail with
+//                     EMFILE in the worker (it is not ended for that)
+//   stack_bytes       the stack of the thread running the entry: an
+//                     overflow is SIGSEGV, reported naming the limit
+struct ResourceLimits {
+  size_t max_memory_bytes = 0;
+  absl::Duration max_cpu_time = absl::ZeroDuration();
+  int max_open_files = 0;
+  size_t stack_bytes = 0;
+  bool any() const {
+    return max_memory_bytes != 0 || max_cpu_time > absl::ZeroDuration() || max_open_files != 0 ||
+           stack_bytes != 0;
+  }
+};
+
 struct WorkerOptions {
   // Node's workerData: handed over as by MessagePort::PostMessage — moved
   // (ports inside it checked and detached as in a transfer) when `transfer`
@@ -149,6 +184,23 @@ struct WorkerOptions {
   size_t stack_size = 0;
   // The owner's loop (where events are delivered); null = EventLoop::Current().
   EventLoop* loop = nullptr;
+
+  // --- Isolation --------------------------------------------------------------
+  Isolation isolation = Isolation::kThread;
+  // kProcess: the program the child runs — empty: this one (/proc/self/exe).
+  // Its main must call wharf::InitProcess(argc, argv) first (init_process.h)
+  // and register the entry under the same name.
+  std::string executable{};
+  // kProcess: extra arguments (ctx.argv() in the worker; Node's `argv`).
+  std::vector<std::string> argv{};
+  // kProcess: the child's environment, "NAME=value" each; nullopt: this
+  // process's (Node's `env`).
+  std::optional<std::vector<std::string>> env{};
+  // kProcess only (InvalidArgument for a thread).
+  ResourceLimits resource_limits{};
+  // kProcess: how long Terminate() lets the child stop on its own (at its
+  // next Wharf wait or loop turn) before it is killed with SIGKILL.
+  absl::Duration terminate_grace = absl::Seconds(2);
 };
 
 // What the entry gets; lives for the worker's lifetime, on its thread.
@@ -164,6 +216,8 @@ class WorkerContext {
   uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
   EventLoop& loop() { return loop_; }
+  // WorkerOptions::argv (process workers; empty for threads).
+  const std::vector<std::string>& argv() const { return argv_; }
   // Ends the worker with `code` once control is back in its loop: stops the
   // loop, closes parent_port() and returns (the code after it runs). The
   // first decided code wins (a later Exit, error or Terminate changes
@@ -180,7 +234,8 @@ class WorkerContext {
  private:
   friend runtime_internal::WorkerExitRecord runtime_internal::RunWorkerEntry(
       WorkerFunction entry, MessagePort port, Value data, uint64_t id, std::string name,
-      runtime_internal::WorkerControl& control, absl::AnyInvocable<void()> on_online);
+      runtime_internal::WorkerControl& control, absl::AnyInvocable<void()> on_online,
+      std::vector<std::string> argv);
   WorkerContext(runtime_internal::WorkerControl& control, MessagePort port, Value data,
                 EventLoop& loop, uint64_t id, std::string name)
       : control_(control), port_(std::move(port)), data_(std::move(data)), loop_(loop),
@@ -192,6 +247,7 @@ class WorkerContext {
   EventLoop& loop_;
   uint64_t id_;
   std::string name_;
+  std::vector<std::string> argv_;
 };
 
 // True on threads that are not workers (Node's isMainThread).

@@ -1,6 +1,7 @@
 #include "wharf/runtime/internal/child_process.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -63,11 +65,43 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const Options& options) {
     env = *options.env;
     c_env = CStrings(env);
   }
+  // Inherited descriptors: first duplicated above every target number (so
+  // that one dup2 cannot overwrite another's source), then dup2'ed to their
+  // targets in the child (dup2 clears close-on-exec there).
+  std::vector<int> staged;
+  struct CloseStaged {
+    std::vector<int>& fds;
+    ~CloseStaged() {
+      for (int fd : fds) ::close(fd);
+    }
+  } close_staged{staged};
+  int highest_target = 2;
+  for (const auto& [from, to] : options.inherit_fds) highest_target = std::max(highest_target, to);
+  for (const auto& [from, to] : options.inherit_fds) {
+    if (to < 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ChildProcess::Spawn: cannot hand fd ", from, " to the child as fd ", to,
+          " (0-2 are its standard streams)"));
+    }
+    const int fd = ::fcntl(from, F_DUPFD_CLOEXEC, highest_target + 1);
+    if (fd < 0) {
+      return sync_internal::ErrnoStatus(absl::StrCat("ChildProcess::Spawn: fcntl(", from,
+                                                     ", F_DUPFD_CLOEXEC)"),
+                                        errno);
+    }
+    staged.push_back(fd);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  for (size_t i = 0; i < staged.size(); ++i) {
+    posix_spawn_file_actions_adddup2(&actions, staged[i], options.inherit_fds[i].second);
+  }
   pid_t pid = -1;
   // posix_spawn: glibc uses clone(CLONE_VM | CLONE_VFORK) and exec, so no
   // other thread's locks are copied into a child that would run our code.
-  const int rc = ::posix_spawn(&pid, options.path.c_str(), nullptr, nullptr, c_argv.data(),
+  const int rc = ::posix_spawn(&pid, options.path.c_str(), &actions, nullptr, c_argv.data(),
                                options.env.has_value() ? c_env.data() : environ);
+  posix_spawn_file_actions_destroy(&actions);
   if (rc == ENOEXEC) {
     return absl::FailedPreconditionError(absl::StrCat(
         "posix_spawn(", options.path, "): not a program this system can run (bad format)"));

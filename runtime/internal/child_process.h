@@ -24,6 +24,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -51,6 +52,10 @@ class ChildProcess {
     std::vector<std::string> argv;  // argv[0] included; empty: {path}
     // The child's environment; nullopt: this process's (environ).
     std::optional<std::vector<std::string>> env;
+    // Descriptors the child inherits: {fd here, fd number in the child}.
+    // Every other descriptor of this process is closed in the child as far
+    // as it is close-on-exec (Wharf opens all of its own that way).
+    std::vector<std::pair<int, int>> inherit_fds;
   };
 
   // Starts the child. NotFound / PermissionDenied / Internal from

@@ -4,9 +4,17 @@
 #ifndef WHARF_RUNTIME_INTERNAL_PORT_ACCESS_H_
 #define WHARF_RUNTIME_INTERNAL_PORT_ACCESS_H_
 
+#include <utility>
+
+#include "absl/status/statusor.h"
+
 namespace wharf {
 class MessagePort;
+struct PortOptions;
 namespace runtime_internal {
+
+struct ShmChannelEnd;
+class ShmChannel;
 
 struct PortAccess {
   // Both empty, or the same end of the same channel.
@@ -17,6 +25,16 @@ struct PortAccess {
   // loop and drops its handlers and ref, keeping the channel and the queued
   // messages. The receiver starts it again on its own loop. Owner thread.
   static void DetachForTransfer(MessagePort& port);
+
+  // A port of this process over one end of a shared-memory link (the other
+  // end's port is made the same way in the peer process).
+  static MessagePort OverLink(ShmChannelEnd end, const PortOptions& options);
+  // The port's shared-memory transport, or null (empty or in-process).
+  static ShmChannel* Shm(MessagePort& port);
+  // For tests and benchmarks: two ports of this process that talk through a
+  // fresh link exactly as two processes would.
+  static absl::StatusOr<std::pair<MessagePort, MessagePort>> ShmPairForTesting(
+      const PortOptions& options);
 };
 
 }  // namespace runtime_internal

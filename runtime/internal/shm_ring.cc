@@ -47,7 +47,17 @@ namespace wharf::runtime_internal {
 // Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
 // → commit (its pair A against the Notify above), so a publish or a read
 // that races the announcement is never lost.
-// Close: `closed` bits set with a release RMW after the closer's last write;
+// Close: `closed` bits set with an RMW after the closer's last write. The
+// reader's close must not lose a write that raced it (a PostMessage that
+// returned ok is delivered): the writer announces itself in `writing`
+// (relaxed store, then the seq_cst fence S) before it looks at `closed`, and
+// clears it (release) after P; the reader's close is a seq_cst RMW (K) and
+// Drained() then waits for `writing` == 0 before it trusts tail == head.
+// S/K is a Dekker pair: either the writer's load after S sees the close
+// (and it fails with kClosed, publishing nothing), or the reader's load of
+// `writing` after K sees the write in flight (and waits for its release,
+// which comes after P). A writer killed inside TryWrite leaves `writing` at
+// 1: the port above learns of the death from the process (pidfd) instead.
 // a reader that sees the writer's bit (acquire) and then tail == head has
 // read everything the writer published (Drained).
 //
@@ -149,13 +159,16 @@ absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
         "ShmRing::Attach: the ring's header is inconsistent (capacity ", capacity, ", max record ",
         h->max_record, ") with a mapping of ", bytes, " bytes"));
   }
-  return ShmRing(h, static_cast<std::byte*>(memory) + kHeaderBytes, capacity,
-                 capacity / 4 - sizeof(ShmRecordHeader));
+  ShmRing ring(h, static_cast<std::byte*>(memory) + kHeaderBytes, capacity,
+               capacity / 4 - sizeof(ShmRecordHeader));
+  ring.records_read_ = h->records_read.load(std::memory_order_relaxed);  // a later reader resumes
+  return ring;
 }
 
 // --- writer -------------------------------------------------------------------
 
 bool ShmRing::Fits(size_t n) const {
+  if (n > max_record_) return false;
   const uint64_t t = header_->tail.load(std::memory_order_relaxed);
   const uint64_t h = header_->head.load(std::memory_order_acquire);  // W
   if (t % 8 != 0 || h % 8 != 0) return false;
@@ -168,7 +181,15 @@ bool ShmRing::Fits(size_t n) const {
 RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   const size_t n = payload.size();
   if (n > max_record_) return RingWrite::kTooLarge;
-  if (header_->closed.load(std::memory_order_acquire) != 0) return RingWrite::kClosed;
+  // S: announce the write, then look at `closed` — pairs with the reader's
+  // close (K): see "Close" above.
+  header_->writing.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // S
+  struct EndWrite {
+    std::atomic<uint32_t>& writing;
+    ~EndWrite() { writing.store(0, std::memory_order_release); }  // after P, when published
+  } end_write{header_->writing};
+  if (header_->closed.load(std::memory_order_relaxed) != 0) return RingWrite::kClosed;
   uint64_t t = header_->tail.load(std::memory_order_relaxed);  // ours alone
   const size_t need = RecordBytes(n);
   size_t pos = t & (capacity_ - 1);
@@ -201,32 +222,38 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   header_->tail.store(t + need, std::memory_order_release);  // P: pairs with C
   Hook(ShmWriteStep::kPublished, written_);
   ++written_;
+  header_->writing.store(0, std::memory_order_release);  // before the wake: a closer may wait on it
   header_->readable.Notify();
   return RingWrite::kOk;
 }
 
-bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
-  if (n > max_record_) return false;
-  const auto ready = [&] { return header_->closed.load(std::memory_order_acquire) != 0 || Fits(n); };
-  // A reader that is draining frees room within nanoseconds: spin for it
-  // before sleeping, or a writer that keeps the ring full sleeps and is
-  // woken once per record (measured: 1.7 M records/s instead of 15 M).
+bool ShmRing::WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()> ready,
+                     absl::Time deadline, bool sliced) {
+  // A peer that is busy answers within microseconds: spin for it before
+  // sleeping (a writer that keeps the ring full would otherwise sleep and be
+  // woken once per record: measured 1.7 M records/s instead of 15 M).
   (void)sync_internal::SpinFor(kWaitSpin, deadline, ready, /*yield_after=*/kWaitSpin / 2);
   for (;;) {
-    if (ready()) return !reader_closed() && !writer_closed();
-    const sync_internal::EventCount::Key key = header_->writable.PrepareWait();
+    if (ready()) return true;
+    const sync_internal::EventCount::Key key = event.PrepareWait();  // A
     if (ready()) {
-      header_->writable.CancelWait();
-      continue;
+      event.CancelWait();
+      return true;
     }
-    // Slices of kMissedWakeBound: a wake-up the reader's unfenced check
-    // missed (TryRead) costs at most one slice, never a writer stuck beside
-    // free room.
-    const absl::Time slice = std::min(deadline, absl::Now() + kMissedWakeBound);
-    if (!header_->writable.CommitWaitInterruptible(key, slice) && absl::Now() >= deadline) {
-      return ready() && !reader_closed() && !writer_closed();
-    }
+    // A writer sleeps in slices of kMissedWakeBound: a wake-up the reader's
+    // unfenced check missed (TryRead's NotifyIfSeen) costs at most one
+    // slice, never a writer stuck beside free room. A reader sleeps until
+    // woken (every publish is followed by a fenced Notify).
+    const absl::Time slice = sliced ? std::min(deadline, absl::Now() + kMissedWakeBound) : deadline;
+    if (!event.CommitWaitInterruptible(key, slice) && absl::Now() >= deadline) return ready();
   }
+}
+
+bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
+  if (n > max_record_) return false;
+  const bool ready = WaitWritableUntil(
+      [&] { return header_->closed.load(std::memory_order_acquire) != 0 || Fits(n); }, deadline);
+  return ready && !reader_closed() && !writer_closed();
 }
 
 void ShmRing::CloseWriter() {
@@ -292,6 +319,7 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
     out.assign(reinterpret_cast<const char*>(records_ + pos + sizeof(rec)), rec.length);
     h += bytes;
     header_->head.store(h, std::memory_order_release);  // R: pairs with W
+    header_->records_read.store(++records_read_, std::memory_order_release);
     // The fenced Notify (the event count's pair B) every kFencedEvery records
     // and whenever the ring runs empty (as far as this reader knows); in
     // between, one plain load. A writer sleeps only on a full ring, so a
@@ -315,27 +343,29 @@ bool ShmRing::Readable() const {
 }
 
 bool ShmRing::Drained() const {
-  if (!writer_closed()) return false;  // acquire: then tail holds every publish
+  const uint32_t closed = header_->closed.load(std::memory_order_acquire);
+  if ((closed & kWriterClosed) == 0) {
+    // Our own close: settled once no write is in flight (K: the RMW in
+    // CloseReader came first on this thread). acquire: pairs with the
+    // writer's release of `writing` after P, so tail holds its record.
+    if ((closed & kReaderClosed) == 0 || header_->writing.load(std::memory_order_acquire) != 0) {
+      return false;
+    }
+  }
+  return Empty();
+}
+
+bool ShmRing::Empty() const {
   return header_->tail.load(std::memory_order_acquire) ==
          header_->head.load(std::memory_order_relaxed);
 }
 
 bool ShmRing::WaitReadable(absl::Time deadline) {
-  (void)sync_internal::SpinFor(kWaitSpin, deadline, [&] { return Readable(); },
-                               /*yield_after=*/kWaitSpin / 2);
-  for (;;) {
-    if (Readable()) return true;
-    const sync_internal::EventCount::Key key = header_->readable.PrepareWait();  // A
-    if (Readable()) {
-      header_->readable.CancelWait();
-      return true;
-    }
-    if (!header_->readable.CommitWaitInterruptible(key, deadline)) return Readable();
-  }
+  return WaitReadableUntil([this] { return Readable(); }, deadline);
 }
 
 void ShmRing::CloseReader() {
-  header_->closed.fetch_or(kReaderClosed, std::memory_order_acq_rel);
+  header_->closed.fetch_or(kReaderClosed, std::memory_order_seq_cst);  // K: pairs with S
   header_->writable.NotifyAll();
   header_->readable.NotifyAll();
 }

@@ -44,6 +44,7 @@
 #include <string>
 #include <type_traits>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -64,9 +65,12 @@ struct ShmRingHeader {
   uint32_t reserved0;
   uint64_t reserved1[5];
   alignas(64) std::atomic<uint64_t> tail;  // writer: bytes published (monotonic)
-  uint64_t reserved2[7];
+  std::atomic<uint32_t> writing;           // writer: 1 inside TryWrite (see Close in .cc)
+  uint32_t reserved2a;
+  uint64_t reserved2[6];
   alignas(64) std::atomic<uint64_t> head;  // reader: bytes consumed (monotonic)
-  uint64_t reserved3[7];
+  std::atomic<uint64_t> records_read;      // reader: records consumed (for capacities)
+  uint64_t reserved3[6];
   // bit 0: the writer closed; bit 1: the reader closed.
   alignas(64) std::atomic<uint32_t> closed;
   uint32_t reserved4;
@@ -149,6 +153,15 @@ class ShmRing {
   // Sleeps until `n` payload bytes fit, the ring closes, or `deadline`.
   // True when they fit. An interruption point.
   bool WaitWritable(size_t n, absl::Time deadline);
+  // Whether a record of `n` payload bytes fits now. Once true it stays true
+  // until this writer writes (only the reader changes the room, by freeing).
+  bool Fits(size_t n) const;
+  // Records this handle published that the reader has not consumed yet
+  // (a port's message capacity; the reader's count is re-read each call).
+  uint64_t Unread() const {
+    const uint64_t read = header_->records_read.load(std::memory_order_acquire);
+    return read <= written_ ? written_ - read : 0;  // a hostile count reads as empty
+  }
   void CloseWriter();
 
   // --- reader ---------------------------------------------------------------
@@ -158,12 +171,31 @@ class ShmRing {
   absl::StatusOr<bool> TryRead(std::string& out);
   // Something to read now (a cheap load), or the writer closed.
   bool Readable() const;
-  // The writer closed and every record it published was read.
+  // No record can arrive any more and every published one was read: the
+  // writer closed, or the reader closed with no write in flight (a write
+  // that raced the reader's close either published before it — and is
+  // read — or saw the close and failed).
   bool Drained() const;
+  // Every published record was read (says nothing about later ones).
+  bool Empty() const;
   // Sleeps until a record is published, the writer closes, or `deadline`.
   // True when readable (or drained). An interruption point.
   bool WaitReadable(absl::Time deadline);
   void CloseReader();
+
+  // The two waits with the caller's condition (a port adds its capacity, or
+  // a peer's death that it learns of outside the ring): spin, then sleep on
+  // the writable / readable event count until `ready()` or `deadline`;
+  // returns ready(). A state change `ready` depends on must be followed by
+  // the matching event's Notify (the ring's own reads and writes do that).
+  // Interruption points.
+  bool WaitWritableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline) {
+    return WaitOn(header_->writable, ready, deadline, /*sliced=*/true);
+  }
+  bool WaitReadableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline) {
+    return WaitOn(header_->readable, ready, deadline, /*sliced=*/false);
+  }
+  sync_internal::EventCount& writable_event() { return header_->writable; }
 
   bool writer_closed() const;
   bool reader_closed() const;
@@ -179,7 +211,8 @@ class ShmRing {
  private:
   ShmRing(ShmRingHeader* header, std::byte* records, size_t capacity, size_t max_record)
       : header_(header), records_(records), capacity_(capacity), max_record_(max_record) {}
-  bool Fits(size_t n) const;
+  static bool WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()> ready,
+                     absl::Time deadline, bool sliced);
   static size_t RecordBytes(size_t payload) { return sizeof(ShmRecordHeader) + ((payload + 7) & ~size_t{7}); }
 
   // Process-local handles (this object is not in the mapping). The
@@ -193,6 +226,7 @@ class ShmRing {
   uint64_t cached_head_ = 0;      // writer: `head` as last loaded
   uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
   uint32_t reads_since_fence_ = 0;  // reader: records since a fenced Notify
+  uint64_t records_read_ = 0;       // reader: its count, as published in records_read
   absl::Status poisoned_;         // reader: the first DataLoss, kept
 };
 

@@ -12,6 +12,9 @@ enum class SendResult : uint8_t {
   kClosed,    // the channel is closed
   kFull,      // a bounded direction holds `capacity` messages
   kNoMemory,  // the queue could not grow
+  kInvalid,   // the message cannot travel on this transport (the status says why)
+  kBusy,      // no room in the transport now, though the port is under its
+              // capacity (a shared-memory ring is full): WaitWritable, retry
 };
 
 }  // namespace wharf::runtime_internal

@@ -71,6 +71,10 @@ void WorkerControl::RecordUncaught(std::exception_ptr e) noexcept {
 WorkerExitRecord WorkerControl::Finish() {
   MutexLock lock(mu_);
   WorkerExitRecord r;
+  // A Terminate that reached this worker from another process while it was
+  // ending on its own decides as if it had been seen first (a thread
+  // worker's Terminate decides synchronously).
+  if (!decided_.has_value() && terminated_elsewhere_ && terminated_elsewhere_()) decided_ = 1;
   r.code = decided_.value_or(0);
   r.error = error_;
   return r;
@@ -79,11 +83,13 @@ WorkerExitRecord WorkerControl::Finish() {
 // A friend of WorkerContext (its constructor is private).
 WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
                                 std::string name, WorkerControl& control,
-                                absl::AnyInvocable<void()> on_online) {
+                                absl::AnyInvocable<void()> on_online,
+                                std::vector<std::string> argv) {
   {
     EventLoop loop;
     std::unique_ptr<WorkerContext> ctx(new WorkerContext(control, std::move(port), std::move(data),
                                                          loop, id, std::move(name)));
+    ctx->argv_ = std::move(argv);
     tls_context = ctx.get();
     if (control.AttachLoop(&loop)) {
       // The entry and every loop callback: their Wharf waits are

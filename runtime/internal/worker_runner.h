@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -61,6 +62,9 @@ class WorkerControl {
   void RecordUncaught(std::exception_ptr e) noexcept;
   // The final record (code 0 if nothing was decided).
   WorkerExitRecord Finish();
+  // A process worker's: whether its owner has called Terminate (consulted by
+  // Finish when nothing was decided). Set before the worker starts.
+  void SetTerminatedElsewhere(std::function<bool()> probe) { terminated_elsewhere_ = std::move(probe); }
 
  private:
   mutable Mutex mu_;
@@ -68,6 +72,7 @@ class WorkerControl {
   std::optional<ErrorRecord> error_;  // guarded
   EventLoop* loop_ = nullptr;        // guarded: while the worker loop runs
   Interrupter interrupter_;
+  std::function<bool()> terminated_elsewhere_;
 };
 
 // Runs a worker on the calling thread: makes its EventLoop and context,
@@ -76,7 +81,8 @@ class WorkerControl {
 // port and tears everything down (not interruptible); returns the record.
 WorkerExitRecord RunWorkerEntry(WorkerFunction entry, MessagePort port, Value data, uint64_t id,
                                 std::string name, WorkerControl& control,
-                                absl::AnyInvocable<void()> on_online);
+                                absl::AnyInvocable<void()> on_online,
+                                std::vector<std::string> argv);
 
 
 }  // namespace runtime_internal

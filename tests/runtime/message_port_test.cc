@@ -74,8 +74,10 @@ TYPED_TEST(MessagePortTest, TransferMovesCloneCopies) {
   EXPECT_FALSE(copied->detached());
   auto v = b.TryReceive();
   ASSERT_TRUE(v.has_value());
-  EXPECT_EQ((*v)["moved"]->GetBuffer()->data(), moved_ptr);
-  EXPECT_NE((*v)["copied"]->GetBuffer()->data(), copied_ptr);
+  if (TypeParam::kZeroCopyMove) {
+    EXPECT_EQ((*v)["moved"]->GetBuffer()->data(), moved_ptr);
+    EXPECT_NE((*v)["copied"]->GetBuffer()->data(), copied_ptr);
+  }
   EXPECT_EQ((*v)["copied"]->GetBuffer()->data()[0], std::byte{9});
   EXPECT_EQ((*v)["n"]->AsInt().value(), 7);
   EXPECT_EQ((*v)["moved"]->GetBuffer()->size(), 16u);
@@ -88,7 +90,11 @@ TYPED_TEST(MessagePortTest, TransferRootBufferAndArray) {
   Transferable list[] = {root.GetBuffer()};
   ASSERT_TRUE(a.PostMessage(root, list).ok());
   EXPECT_TRUE(root.GetBuffer()->detached());
-  EXPECT_EQ(b.TryReceive()->GetBuffer()->data(), p);
+  if (TypeParam::kZeroCopyMove) {
+    EXPECT_EQ(b.TryReceive()->GetBuffer()->data(), p);
+  } else {
+    EXPECT_EQ(b.TryReceive()->GetBuffer()->size(), 8u);
+  }
 
   Value arr = Value::Array(1, Buffer::Allocate(4).value(), Value::Array(Buffer::Allocate(4).value()));
   Buffer* inner = (*arr.GetArray())[2].GetArray()->at(0).GetBuffer();
@@ -97,7 +103,11 @@ TYPED_TEST(MessagePortTest, TransferRootBufferAndArray) {
   ASSERT_TRUE(a.PostMessage(arr, l2).ok());
   auto v = b.TryReceive();
   ASSERT_TRUE(v.has_value());
-  EXPECT_EQ((*v->GetArray())[2].GetArray()->at(0).GetBuffer()->data(), ip);
+  if (TypeParam::kZeroCopyMove) {
+    EXPECT_EQ((*v->GetArray())[2].GetArray()->at(0).GetBuffer()->data(), ip);
+  }
+  EXPECT_EQ((*v->GetArray())[2].GetArray()->at(0).GetBuffer()->size(), 4u);
+  EXPECT_TRUE(inner->detached());
   EXPECT_NE((*v->GetArray())[1].GetBuffer()->data(), (*arr.GetArray())[1].GetBuffer()->data());
 }
 

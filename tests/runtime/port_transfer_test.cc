@@ -137,7 +137,7 @@ TEST(PortCodecTest, Errors) {
 
 template <class Transport>
 class PortTransferTest : public ::testing::Test {};
-TYPED_TEST_SUITE(PortTransferTest, testing::PortTransports, testing::TransportName);
+TYPED_TEST_SUITE(PortTransferTest, testing::PortCarryingTransports, testing::TransportName);
 
 TYPED_TEST(PortTransferTest, TransferAndTalkFromTheReceivingThread) {
   Watchdog dog("TransferAndTalk", absl::Seconds(60));

@@ -22,12 +22,25 @@ namespace wharf::testing {
 struct ThreadIsolation {
   static constexpr const char* kName = "Thread";
   static constexpr bool kSharesMemory = true;
+  static constexpr bool kCarriesPorts = true;  // a MessagePort may be sent to the worker
   static absl::StatusOr<Worker> Start(WorkerEntry entry, WorkerOptions options = {}) {
     return Worker::Start(std::move(entry), std::move(options));
   }
 };
 
-using WorkerIsolations = ::testing::Types<ThreadIsolation>;
+// A child process re-executing the test binary (its main calls
+// InitProcess: //tests/testing:process_test_main).
+struct ProcessIsolation {
+  static constexpr const char* kName = "Process";
+  static constexpr bool kSharesMemory = false;
+  static constexpr bool kCarriesPorts = false;  // not yet: docs/processes.md
+  static absl::StatusOr<Worker> Start(WorkerEntry entry, WorkerOptions options = {}) {
+    options.isolation = Isolation::kProcess;
+    return Worker::Start(std::move(entry), std::move(options));
+  }
+};
+
+using WorkerIsolations = ::testing::Types<ThreadIsolation, ProcessIsolation>;
 
 struct IsolationName {
   template <class T>

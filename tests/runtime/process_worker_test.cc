@@ -1,0 +1,435 @@
+// Process workers: what only a process can show — deaths by signal, limits,
+// Terminate's grace period, a child dying with its parent, memory shared
+// through a message, records too large for the ring, hostile records, and
+// nothing left behind in /dev/shm. (Everything both isolations do is in the
+// typed suite of worker_test.cc, which runs for processes too.)
+#include <dirent.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/testing/watchdog.h"
+#include "wharf/runtime/codec.h"
+#include "wharf/runtime/event_loop.h"
+#include "wharf/runtime/init_process.h"
+#include "wharf/runtime/internal/port_access.h"
+#include "wharf/runtime/internal/shm_channel.h"
+#include "wharf/runtime/internal/shm_link.h"
+#include "wharf/runtime/internal/shm_ring.h"
+#include "wharf/runtime/message_port.h"
+#include "wharf/runtime/value.h"
+#include "wharf/runtime/worker.h"
+#include "wharf/sync/shared_buffer.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+namespace wharf {
+namespace {
+
+using ::wharf::testing::Watchdog;
+
+// --- Entries -----------------------------------------------------------------
+
+// Posts its pid, then 0, 1, 2, ... as fast as the port takes them, forever.
+WHARF_WORKER_ENTRY(pw_pid_then_flood) {
+  (void)ctx.parent_port().PostMessage(Value(static_cast<int64_t>(::getpid())));
+  for (int64_t i = 0;; ++i) {
+    if (!ctx.parent_port().PostMessage(Value(i)).ok()) return;
+  }
+}
+
+// Posts its pid, then waits for messages until its port closes.
+WHARF_WORKER_ENTRY(pw_pid_then_wait) {
+  (void)ctx.parent_port().PostMessage(Value(static_cast<int64_t>(::getpid())));
+  while (ctx.parent_port().Receive().ok()) {
+  }
+}
+
+WHARF_WORKER_ENTRY(pw_segv) {
+  (void)ctx.parent_port().PostMessage(Value("about to crash"));
+  ::raise(SIGSEGV);
+}
+
+// Allocates (and touches) 16 MiB blocks until the allocation fails.
+WHARF_WORKER_ENTRY(pw_hog) {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (;;) {
+    auto block = std::make_unique<char[]>(16 << 20);
+    std::memset(block.get(), 1, 16 << 20);
+    blocks.push_back(std::move(block));
+  }
+}
+
+WHARF_WORKER_ENTRY(pw_spin) {
+  volatile uint64_t x = 0;
+  for (;;) x = x + 1;
+}
+
+// Blocks outside any Wharf wait: Terminate cannot reach it, only SIGKILL.
+WHARF_WORKER_ENTRY(pw_deaf) {
+  (void)ctx.parent_port().PostMessage(Value("deaf"));
+  for (;;) ::usleep(100000);
+}
+
+// Starts a process worker of its own (pw_pid_then_wait), posts [own pid,
+// the grandchild's pid], and stays.
+WHARF_WORKER_ENTRY(pw_middle) {
+  auto leaf = Worker::Start("pw_pid_then_wait", WorkerOptions{.isolation = Isolation::kProcess});
+  if (!leaf.ok()) throw std::runtime_error(std::string(leaf.status().message()));
+  auto* keep = new Worker(*std::move(leaf));  // lives until this process dies
+  keep->OnMessage([&ctx](Value pid) {
+    (void)ctx.parent_port().PostMessage(
+        Value::Array(static_cast<int64_t>(::getpid()), std::move(pid)));
+  });
+}
+
+// worker_data: a SharedBuffer; writes 0..255 into its first 256 bytes and
+// replies "written".
+WHARF_WORKER_ENTRY(pw_fill_shared) {
+  SharedBuffer* sb = ctx.worker_data().GetSharedBuffer();
+  if (sb == nullptr || sb->size() < 256) throw std::invalid_argument("no SharedBuffer");
+  for (int i = 0; i < 256; ++i) sb->data()[i] = static_cast<std::byte>(i);
+  (void)ctx.parent_port().PostMessage(Value("written"));
+}
+
+WHARF_WORKER_ENTRY(pw_echo) {
+  ctx.parent_port().OnMessage([&ctx](Value v) {
+    (void)ctx.parent_port().PostMessage(std::move(v));
+    ctx.parent_port().Close();
+  });
+}
+
+// --- Helpers -----------------------------------------------------------------
+
+std::vector<std::string> ShmNames() {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool ProcessGone(pid_t pid, absl::Duration within) {
+  const absl::Time until = absl::Now() + within;
+  while (absl::Now() < until) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+struct Ending {
+  std::optional<ErrorRecord> error;
+  int code = -100;
+  std::vector<std::string> order;
+  void Attach(Worker& w) {
+    w.OnError([this](const ErrorRecord& e) {
+      error = e;
+      order.push_back("error");
+    });
+    w.OnExit([this](int c) {
+      code = c;
+      order.push_back("exit");
+    });
+  }
+};
+
+WorkerOptions Process(EventLoop& loop, Value data = Value()) {
+  return WorkerOptions{.worker_data = std::move(data), .loop = &loop,
+                       .isolation = Isolation::kProcess};
+}
+
+// --- Start errors --------------------------------------------------------------
+
+TEST(ProcessWorkerTest, StartErrorsAreClear) {
+  EventLoop loop;
+  auto callable = Worker::Start([](WorkerContext&) {}, Process(loop));
+  ASSERT_EQ(callable.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(callable.status().message().find("WHARF_WORKER_ENTRY"), std::string::npos)
+      << callable.status();
+  EXPECT_EQ(Worker::Start("pw_no_such_entry", Process(loop)).status().code(),
+            absl::StatusCode::kNotFound);
+  WorkerOptions missing = Process(loop);
+  missing.executable = "/nonexistent/wharf-worker";
+  EXPECT_EQ(Worker::Start("pw_echo", std::move(missing)).status().code(),
+            absl::StatusCode::kNotFound);
+  WorkerOptions limited{.loop = &loop, .resource_limits = {.max_memory_bytes = 1 << 30}};
+  EXPECT_EQ(Worker::Start("pw_echo", std::move(limited)).status().code(),
+            absl::StatusCode::kInvalidArgument);  // limits need a process
+  // worker_data that cannot cross processes starts nothing.
+  EXPECT_EQ(Worker::Start("pw_echo", Process(loop, Value(std::string("\xff\xfe")))).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ProcessWorkerTest, InvalidUtf8MessageIsADataCloneError) {
+  Watchdog dog("utf8", absl::Seconds(30));
+  EventLoop loop;
+  auto w = Worker::Start("pw_echo", Process(loop));
+  ASSERT_TRUE(w.ok()) << w.status();
+  absl::Status s = w->PostMessage(Value(std::string("\xc3\x28")));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("DataCloneError"), std::string::npos) << s;
+  std::optional<std::string> echoed;
+  w->OnMessage([&](Value v) { echoed = std::string(*v.AsString()); });
+  ASSERT_TRUE(w->PostMessage(Value("fine")).ok());
+  loop.Run();
+  EXPECT_EQ(echoed, "fine");
+}
+
+// --- Deaths -------------------------------------------------------------------
+
+// SIGKILL while the child is writing records as fast as it can (so, at any
+// step of a record): what arrived is in order with no gap or duplicate, the
+// end is OnError naming the signal then OnExit(137), and the owner goes on.
+TEST(ProcessWorkerTest, SigkillMidStreamLosesNothingPublishedAndIsReported) {
+  Watchdog dog("sigkill loop", absl::Seconds(240));
+  const std::vector<std::string> shm_before = ShmNames();
+  const int rounds = kSanitized ? 30 : 100;
+  for (int round = 0; round < rounds; ++round) {
+    EventLoop loop;
+    auto w = Worker::Start("pw_pid_then_flood", Process(loop));
+    ASSERT_TRUE(w.ok()) << w.status();
+    Ending end;
+    end.Attach(*w);
+    pid_t pid = 0;
+    int64_t next = 0;
+    const int64_t kill_after = 1 + (round * 7919) % 5000;
+    bool in_order = true;
+    w->OnMessage([&](Value v) {
+      if (pid == 0) {
+        pid = static_cast<pid_t>(*v.AsInt());
+        return;
+      }
+      in_order = in_order && *v.AsInt() == next;
+      if (++next == kill_after) ::kill(pid, SIGKILL);
+    });
+    loop.Run();
+    ASSERT_TRUE(in_order) << "round " << round;
+    ASSERT_GE(next, kill_after);
+    ASSERT_TRUE(end.error.has_value());
+    EXPECT_EQ(end.error->type, "wharf::WorkerKilled");
+    EXPECT_EQ(end.error->message, "worker killed by signal 9 (SIGKILL)");
+    EXPECT_EQ(end.code, 128 + SIGKILL);
+    EXPECT_EQ(end.order, (std::vector<std::string>{"error", "exit"}));
+  }
+  EXPECT_EQ(ShmNames(), shm_before) << "a killed worker left something in /dev/shm";
+}
+
+TEST(ProcessWorkerTest, SegfaultIsReportedAndOtherWorkersCarryOn) {
+  Watchdog dog("segv", absl::Seconds(60));
+  EventLoop loop;
+  auto crash = Worker::Start("pw_segv", Process(loop));
+  auto healthy = Worker::Start("pw_echo", Process(loop));
+  ASSERT_TRUE(crash.ok() && healthy.ok());
+  Ending end;
+  end.Attach(*crash);
+  std::vector<std::string> from_crash;
+  crash->OnMessage([&](Value v) { from_crash.emplace_back(*v.AsString()); });
+  std::optional<std::string> echoed;
+  healthy->OnMessage([&](Value v) { echoed = std::string(*v.AsString()); });
+  crash->OnExit([&](int code) {
+    end.code = code;
+    (void)healthy->PostMessage(Value("still here"));  // after the crash
+  });
+  loop.Run();
+  EXPECT_EQ(from_crash, std::vector<std::string>{"about to crash"});  // delivered before the end
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_EQ(end.error->message.rfind("worker killed by signal 11 (SIGSEGV)", 0), 0u)
+      << end.error->message;
+  EXPECT_EQ(end.code, 128 + SIGSEGV);
+  EXPECT_EQ(echoed, "still here");
+}
+
+TEST(ProcessWorkerTest, MemoryLimitEndsOnlyThatWorkerAndSaysSo) {
+  if (kSanitized) GTEST_SKIP() << "RLIMIT_AS cannot be combined with a sanitizer's shadow memory";
+  Watchdog dog("memory limit", absl::Seconds(60));
+  EventLoop loop;
+  WorkerOptions o = Process(loop);
+  o.resource_limits.max_memory_bytes = size_t{512} << 20;
+  auto w = Worker::Start("pw_hog", std::move(o));
+  ASSERT_TRUE(w.ok()) << w.status();
+  Ending end;
+  end.Attach(*w);
+  loop.Run();
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_EQ(end.error->type, "std::bad_alloc");
+  EXPECT_NE(end.error->message.find("resource_limits.max_memory_bytes = 536870912"),
+            std::string::npos)
+      << end.error->message;
+  EXPECT_EQ(end.code, 1);
+}
+
+TEST(ProcessWorkerTest, CpuLimitIsReportedAsSuch) {
+  Watchdog dog("cpu limit", absl::Seconds(60));
+  EventLoop loop;
+  WorkerOptions o = Process(loop);
+  o.resource_limits.max_cpu_time = absl::Seconds(1);
+  auto w = Worker::Start("pw_spin", std::move(o));
+  ASSERT_TRUE(w.ok()) << w.status();
+  Ending end;
+  end.Attach(*w);
+  loop.Run();
+  ASSERT_TRUE(end.error.has_value());
+  EXPECT_NE(end.error->message.find("SIGXCPU"), std::string::npos) << end.error->message;
+  EXPECT_NE(end.error->message.find("resource_limits.max_cpu_time = 1s"), std::string::npos)
+      << end.error->message;
+}
+
+// A worker that never reaches a Wharf wait is killed when the grace period
+// ends; that is a termination (exit code 1, no error), and Terminate().Get()
+// does not need the owner's loop to run.
+TEST(ProcessWorkerTest, TerminateKillsADeafWorkerAfterTheGracePeriod) {
+  Watchdog dog("grace", absl::Seconds(60));
+  EventLoop loop;
+  WorkerOptions o = Process(loop);
+  o.terminate_grace = absl::Milliseconds(200);
+  auto w = Worker::Start("pw_deaf", std::move(o));
+  ASSERT_TRUE(w.ok()) << w.status();
+  Ending end;
+  end.Attach(*w);
+  std::optional<Future<int>> terminated;
+  w->OnMessage([&](Value) { terminated = w->Terminate(); });  // it runs its entry now
+  while (!terminated.has_value()) loop.RunOnce();
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(terminated->Get().value(), 1);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
+  loop.Run();
+  EXPECT_FALSE(end.error.has_value()) << end.error->ToString();
+  EXPECT_EQ(end.code, 1);
+}
+
+// A process worker may start process workers of its own; when it dies, its
+// own child dies with it (PR_SET_PDEATHSIG).
+TEST(ProcessWorkerTest, GrandchildDiesWithItsParent) {
+  Watchdog dog("pdeathsig", absl::Seconds(60));
+  EventLoop loop;
+  auto w = Worker::Start("pw_middle", Process(loop));
+  ASSERT_TRUE(w.ok()) << w.status();
+  pid_t middle = 0, leaf = 0;
+  w->OnMessage([&](Value v) {
+    middle = static_cast<pid_t>(*(*v.GetArray())[0].AsInt());
+    leaf = static_cast<pid_t>(*(*v.GetArray())[1].AsInt());
+    ::kill(middle, SIGKILL);
+  });
+  Ending end;
+  end.Attach(*w);
+  loop.Run();
+  ASSERT_NE(leaf, 0);
+  EXPECT_EQ(end.code, 128 + SIGKILL);
+  EXPECT_TRUE(ProcessGone(leaf, absl::Seconds(10))) << "the grandchild outlived its parent";
+}
+
+// --- What crosses -------------------------------------------------------------
+
+TEST(ProcessWorkerTest, SharedBufferIsSharedNotCopied) {
+  Watchdog dog("shared buffer", absl::Seconds(30));
+  EventLoop loop;
+  SharedBuffer sb = SharedBuffer::Create(4096).value();
+  auto w = Worker::Start("pw_fill_shared", Process(loop, Value(sb)));
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::optional<std::string> reply;
+  w->OnMessage([&](Value v) { reply = std::string(*v.AsString()); });
+  loop.Run();
+  ASSERT_EQ(reply, "written");
+  for (int i = 0; i < 256; ++i) ASSERT_EQ(sb.data()[i], static_cast<std::byte>(i)) << i;
+}
+
+TEST(ProcessWorkerTest, LargeMessagesTravelOutOfLine) {
+  Watchdog dog("large", absl::Seconds(60));
+  EventLoop loop;
+  auto w = Worker::Start("pw_echo", Process(loop));
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::string big(3 << 20, 'x');  // 3 MiB: far above the ring's 64 KiB record limit
+  for (size_t i = 0; i < big.size(); i += 4093) big[i] = static_cast<char>('a' + i % 26);
+  Value msg = Value::Map();
+  msg.GetMap()->Set("s", big);
+  Buffer buf = Buffer::Allocate(300000).value();
+  buf.data()[299999] = std::byte{7};
+  msg.GetMap()->Set("b", std::move(buf));
+  ASSERT_TRUE(w->PostMessage(std::move(msg)).ok());
+  std::optional<Value> back;
+  w->OnMessage([&](Value v) { back = std::move(v); });
+  loop.Run();
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*(*back)["s"]->AsString(), big);
+  ASSERT_NE((*back)["b"]->GetBuffer(), nullptr);
+  EXPECT_EQ((*back)["b"]->GetBuffer()->size(), 300000u);
+  EXPECT_EQ((*back)["b"]->GetBuffer()->data()[299999], std::byte{7});
+}
+
+// --- The transport's own faults (both ends here, over a real link) ----------
+
+// Random and bit-flipped records written straight into the ring a port reads
+// are message errors, in their place; good records around them still
+// arrive. A record whose framing is broken is a last error, then the close.
+TEST(ShmChannelTest, HostileRecordsAreMessageErrors) {
+  Watchdog dog("hostile", absl::Seconds(30));
+  auto link = runtime_internal::ShmLink::Create().value();
+  auto end = runtime_internal::ShmChannelEnd::Open(link, 0).value();
+  MessagePort port = runtime_internal::PortAccess::OverLink(std::move(end), PortOptions{});
+  // A raw writer on the ring this port reads (end 1's ring).
+  auto raw = runtime_internal::ShmRing::Attach(link->ring(1), link->ring_bytes()).value();
+  const std::string good = EncodeValue(Value("good")).value();
+  std::string flipped = EncodeValue(Value::Array(1, 2, "three")).value();
+  flipped[5] ^= 0x40;
+  const std::vector<std::string> records = {good, "garbage", flipped, std::string(),
+                                            std::string("F\0\0\0\0\0\0\0", 8), good};
+  for (const std::string& r : records) ASSERT_EQ(raw.TryWrite(r), runtime_internal::RingWrite::kOk);
+  EventLoop loop;
+  std::vector<std::string> seen;
+  port.OnMessage([&](Value v) { seen.push_back(std::string(*v.AsString())); });
+  port.OnMessageError([&](absl::Status s) { seen.push_back("error"); });
+  port.OnClose([&] { seen.push_back("close"); });
+  ASSERT_TRUE(port.Start(loop).ok());
+  loop.RunUntil(absl::Now() + absl::Milliseconds(200));
+  EXPECT_EQ(seen, (std::vector<std::string>{"good", "error", "error", "error", "error", "good"}));
+  // Broken framing: a record header claiming more than the ring allows.
+  runtime_internal::ShmRecordHeader bad{1u << 30, runtime_internal::ShmRing::kData};
+  auto& h = raw.HeaderForTesting();
+  const uint64_t t = h.tail.load();
+  std::memcpy(raw.RecordsForTesting().data() + (t & (raw.capacity() - 1)), &bad, sizeof bad);
+  h.tail.store(t + 8);
+  h.readable.Notify();
+  loop.Run();
+  EXPECT_EQ(seen.size(), 8u);
+  EXPECT_EQ(seen[6], "error");
+  EXPECT_EQ(seen[7], "close");
+}
+
+TEST(ShmChannelTest, ReceiveAfterThePeerDiedNamesTheCause) {
+  auto pair = runtime_internal::PortAccess::ShmPairForTesting(PortOptions{}).value();
+  ASSERT_TRUE(pair.second.PostMessage(Value(1)).ok());
+  runtime_internal::PortAccess::Shm(pair.first)
+      ->PeerGone(absl::AbortedError("port closed: worker killed by signal 9 (SIGKILL)"));
+  EXPECT_EQ(pair.first.Receive(absl::Seconds(5)).value().AsInt().value(), 1);  // published: kept
+  absl::StatusOr<Value> after = pair.first.Receive(absl::Seconds(5));
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kAborted);
+  EXPECT_NE(after.status().message().find("SIGKILL"), std::string::npos) << after.status();
+  EXPECT_TRUE(pair.first.closed());
+}
+
+}  // namespace
+}  // namespace wharf

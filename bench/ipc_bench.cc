@@ -23,11 +23,36 @@
 //                        ring (64 KiB) or the queue's 4096 messages.
 //   BM_Throughput4K/<peer>  the same with 4 KiB messages (bytes/s), beside a
 //                        4 KiB memcpy in one process.
+//   wharf_port_processes (in BM_PingPong and BM_Throughput): MessagePorts
+//                        over a shared-memory link (ShmChannel) in two
+//                        processes — the full port path: encode, ring,
+//                        decode; blocking Receive on both sides.
+//   BM_HandOver64M/<how> 64 MiB to another process and an 8-byte ack back:
+//                        shared_buffer (a SharedBuffer in the message: its
+//                        memfd crosses, nothing is copied) or copied_buffer
+//                        (a Buffer: out of line, copied in and out);
+//                        _touched: the receiver also reads every byte (so
+//                        the page faults of a fresh mapping show).
+//   BM_LoopPingPong/worker_<isolation>
+//                        the owner's EventLoop and a Worker, OnMessage
+//                        handlers on both sides (the path users write):
+//                        the owner posts i, the worker echoes, the owner's
+//                        handler posts i+1; one iteration = one round trip.
+//   BM_IdleWorker/process  a process worker with an OnMessage handler and
+//                        nothing to do: its CPU time per 100 ms (the bounded
+//                        spin, then sleep: it should be ~0).
+//   BM_WorkerStart/<isolation>_online|_first_reply  Worker::Start until
+//                        OnOnline / until the first message from the worker
+//                        arrives, beside BM_WorkerStart/posix_spawn_bin_true
+//                        (posix_spawn + waitpid of /bin/true).
 //
 // Core count: every figure in docs/benchmarks.md names it (2 on the
 // development VM); both sides are pinned to the first two allowed CPUs.
 
+#include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,7 +60,9 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -44,7 +71,14 @@
 #include "bench/port_ping_pong.h"
 #include "benchmark/benchmark.h"
 #include "boost/interprocess/ipc/message_queue.hpp"
+#include "wharf/runtime/event_loop.h"
+#include "wharf/runtime/init_process.h"
+#include "wharf/runtime/internal/port_access.h"
+#include "wharf/runtime/internal/shm_channel.h"
+#include "wharf/runtime/internal/shm_link.h"
 #include "wharf/runtime/internal/shm_ring.h"
+#include "wharf/runtime/worker.h"
+#include "wharf/sync/shared_buffer.h"
 #include "wharf/runtime/message_port.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/internal/spin.h"
@@ -402,4 +436,320 @@ void BM_Throughput4K_Memcpy(benchmark::State& state) {
 }
 BENCHMARK(BM_Throughput4K_Memcpy)->Name("BM_Throughput4K/memcpy");
 
+
+// --- MessagePorts between two processes (ShmChannel) ----------------------------
+
+// Both processes' ports over one link made before the fork (its memfd and
+// socket are inherited); each side opens its end after the fork.
+struct LinkShared {
+  alignas(64) int32_t pong_ready = 0;
+};
+
+wharf::MessagePort PortOn(const std::shared_ptr<wharf::runtime_internal::ShmLink>& link, int end) {
+  return wharf::runtime_internal::PortAccess::OverLink(
+      wharf::runtime_internal::ShmChannelEnd::Open(link, end).value(), wharf::PortOptions{});
+}
+
+void BM_PingPong_PortProcesses(benchmark::State& state) {
+  auto link = wharf::runtime_internal::ShmLink::Create().value();
+  wharf_bench::PingPongProcesses<LinkShared>(
+      state,
+      [&link](benchmark::State& st, LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 0);
+        int64_t i = 0;
+        for (auto _ : st) {
+          if (!port.PostMessage(wharf::Value(++i)).ok()) st.SkipWithError("post failed");
+          auto r = port.Receive(absl::Seconds(10));
+          if (!r.ok()) {
+            st.SkipWithError("receive failed");
+            break;
+          }
+          benchmark::DoNotOptimize(r);
+        }
+        (void)port.PostMessage(wharf::Value(kStop));
+      },
+      [&link](LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 1);
+        for (;;) {
+          auto r = port.Receive(absl::Seconds(10));
+          if (!r.ok() || r->AsInt().value_or(kStop) == kStop) return;
+          if (!port.PostMessage(*std::move(r)).ok()) return;
+        }
+      });
+}
+BENCHMARK(BM_PingPong_PortProcesses)->Name("BM_PingPong/wharf_port_processes")->UseRealTime();
+
+template <size_t kBytes>
+void BM_Throughput_PortProcesses(benchmark::State& state) {
+  auto link = wharf::runtime_internal::ShmLink::Create().value();
+  wharf_bench::PingPongProcesses<LinkShared>(
+      state,
+      [&link](benchmark::State& st, LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 0);
+        int64_t sent = 0;
+        const std::string payload(kBytes > 8 ? kBytes : 0, 'p');
+        for (auto _ : st) {
+          absl::Status s = kBytes > 8 ? port.PostMessage(wharf::Value(payload))
+                                      : port.PostMessage(wharf::Value(sent));
+          if (!s.ok()) {
+            st.SkipWithError("post failed");
+            return;
+          }
+          ++sent;
+        }
+        (void)port.PostMessage(wharf::Value(kStop));
+        auto ack = port.Receive(absl::Seconds(30));
+        if (!ack.ok() || ack->AsInt().value_or(-2) != sent) st.SkipWithError("messages were lost");
+        st.SetItemsProcessed(sent);
+        st.SetBytesProcessed(sent * static_cast<int64_t>(kBytes));
+      },
+      [&link](LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 1);
+        int64_t n = 0;
+        for (;;) {
+          auto r = port.Receive(absl::Seconds(30));
+          if (!r.ok()) return;
+          if (r->IsInt() && *r->AsInt() == kStop) break;
+          ++n;
+        }
+        (void)port.PostMessage(wharf::Value(n));
+      });
+}
+BENCHMARK(BM_Throughput_PortProcesses<8>)->Name("BM_Throughput/wharf_port_processes")->UseRealTime();
+BENCHMARK(BM_Throughput_PortProcesses<4096>)
+    ->Name("BM_Throughput4K/wharf_port_processes")
+    ->UseRealTime();
+
+// 64 MiB to another process: one iteration = the message there and an ack back.
+template <bool kShared, bool kTouch>
+void BM_HandOver64M(benchmark::State& state) {
+  constexpr size_t kSize = size_t{64} << 20;
+  auto link = wharf::runtime_internal::ShmLink::Create().value();
+  wharf_bench::PingPongProcesses<LinkShared>(
+      state,
+      [&link](benchmark::State& st, LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 0);
+        wharf::SharedBuffer sb = wharf::SharedBuffer::Create(kSize).value();
+        std::memset(sb.data(), 1, kSize);
+        for (auto _ : st) {
+          absl::Status s;
+          if (kShared) {
+            s = port.PostMessage(wharf::Value(sb));  // a handle: the memory is shared
+          } else {
+            st.PauseTiming();
+            wharf::Buffer b = wharf::Buffer::Allocate(kSize).value();
+            std::memset(b.data(), 1, kSize);
+            st.ResumeTiming();
+            s = port.PostMessage(wharf::Value(std::move(b)));
+          }
+          if (!s.ok()) {
+            st.SkipWithError(std::string(s.message()).c_str());
+            break;
+          }
+          auto ack = port.Receive(absl::Seconds(30));
+          if (!ack.ok() || ack->AsInt().value_or(0) != static_cast<int64_t>(kSize)) {
+            st.SkipWithError("no ack");
+            break;
+          }
+        }
+        (void)port.PostMessage(wharf::Value(kStop));
+        st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(kSize));
+      },
+      [&link](LinkShared&) {
+        wharf::MessagePort port = PortOn(link, 1);
+        for (;;) {
+          auto r = port.Receive(absl::Seconds(30));
+          if (!r.ok() || r->IsInt()) return;
+          // Untouched: the hand-over only (a SharedBuffer's header is in its
+          // mapping: even size() would fault its first page in).
+          int64_t ack = static_cast<int64_t>(kSize);
+          if (kTouch) {
+            std::span<const std::byte> bytes;
+            if (const wharf::SharedBuffer* sb = r->GetSharedBuffer()) bytes = sb->bytes();
+            if (const wharf::Buffer* b = r->GetBuffer()) bytes = b->span();
+            uint64_t sum = 0;
+            for (size_t i = 0; i < bytes.size(); i += 64) sum += static_cast<uint8_t>(bytes[i]);
+            benchmark::DoNotOptimize(sum);
+            ack = static_cast<int64_t>(bytes.size());
+          } else if (r->GetSharedBuffer() == nullptr && r->GetBuffer() == nullptr) {
+            ack = -1;
+          }
+          if (!port.PostMessage(wharf::Value(ack)).ok()) return;
+        }
+      });
+}
+BENCHMARK(BM_HandOver64M<true, false>)->Name("BM_HandOver64M/shared_buffer")->UseRealTime();
+BENCHMARK(BM_HandOver64M<true, true>)->Name("BM_HandOver64M/shared_buffer_touched")->UseRealTime();
+BENCHMARK(BM_HandOver64M<false, false>)->Name("BM_HandOver64M/copied_buffer")->UseRealTime();
+BENCHMARK(BM_HandOver64M<false, true>)->Name("BM_HandOver64M/copied_buffer_touched")->UseRealTime();
+
+// --- Workers (these start threads: registered after every fork()-based one) ---
+
+WHARF_WORKER_ENTRY(ipc_bench_echo) {
+  ctx.parent_port().OnMessage([&ctx](wharf::Value v) {
+    if (v.IsInt() && *v.AsInt() == kStop) {
+      ctx.parent_port().Close();
+      return;
+    }
+    (void)ctx.parent_port().PostMessage(std::move(v));
+  });
+}
+
+// Posts its pid, then keeps an OnMessage handler (and so its loop) alive.
+WHARF_WORKER_ENTRY(ipc_bench_idle) {
+  (void)ctx.parent_port().PostMessage(wharf::Value(static_cast<int64_t>(::getpid())));
+  ctx.parent_port().OnMessage([&ctx](wharf::Value) { ctx.parent_port().Close(); });
+}
+
+// Replies "up" at once, then ends.
+WHARF_WORKER_ENTRY(ipc_bench_hello) {
+  (void)ctx.parent_port().PostMessage(wharf::Value("up"));
+  ctx.parent_port().Close();
+}
+
+template <wharf::Isolation kIsolation>
+void BM_LoopPingPong_Worker(benchmark::State& state) {
+  wharf::EventLoop loop;
+  auto w = wharf::Worker::Start(
+      "ipc_bench_echo", wharf::WorkerOptions{.loop = &loop, .isolation = kIsolation});
+  if (!w.ok()) {
+    state.SkipWithError(std::string(w.status().message()).c_str());
+    return;
+  }
+  int64_t left = 0, next = 0;
+  w->OnMessage([&](wharf::Value v) {
+    if (v.AsInt().value_or(-1) != next) {
+      left = 0;
+      loop.Stop();
+      return;
+    }
+    if (--left == 0) {
+      loop.Stop();
+      return;
+    }
+    (void)w->PostMessage(wharf::Value(++next));
+  });
+  while (state.KeepRunningBatch(state.max_iterations)) {
+    left = static_cast<int64_t>(state.max_iterations);
+    (void)w->PostMessage(wharf::Value(next));
+    if (!loop.RunUntil(absl::Now() + absl::Seconds(60)) && left != 0) {
+      // Stopped: fine. RunUntil returns true when stopped or ended.
+    }
+    if (left != 0) {
+      state.SkipWithError("round trips were lost");
+      break;
+    }
+    ++next;
+  }
+  (void)w->PostMessage(wharf::Value(kStop));
+  loop.Run();
+}
+BENCHMARK(BM_LoopPingPong_Worker<wharf::Isolation::kThread>)
+    ->Name("BM_LoopPingPong/worker_thread")
+    ->UseRealTime();
+BENCHMARK(BM_LoopPingPong_Worker<wharf::Isolation::kProcess>)
+    ->Name("BM_LoopPingPong/worker_process")
+    ->UseRealTime();
+
+double ProcessCpuSeconds(pid_t pid) {
+  clockid_t clock;
+  timespec ts{};
+  if (clock_getcpuclockid(pid, &clock) != 0 || clock_gettime(clock, &ts) != 0) return -1;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+void BM_IdleWorker_Process(benchmark::State& state) {
+  wharf::EventLoop loop;
+  auto w = wharf::Worker::Start(
+      "ipc_bench_idle",
+      wharf::WorkerOptions{.loop = &loop, .isolation = wharf::Isolation::kProcess});
+  if (!w.ok()) {
+    state.SkipWithError(std::string(w.status().message()).c_str());
+    return;
+  }
+  pid_t pid = 0;
+  w->OnMessage([&](wharf::Value v) {
+    pid = static_cast<pid_t>(v.AsInt().value_or(0));
+    loop.Stop();
+  });
+  loop.RunUntil(absl::Now() + absl::Seconds(30));
+  absl::SleepFor(absl::Milliseconds(50));  // past its start-up and spin
+  const double start = ProcessCpuSeconds(pid);
+  for (auto _ : state) absl::SleepFor(absl::Milliseconds(100));
+  const double used = ProcessCpuSeconds(pid) - start;
+  state.counters["worker_cpu_per_100ms_us"] =
+      used * 1e6 / static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  (void)w->PostMessage(wharf::Value(1));
+  loop.Run();
+}
+BENCHMARK(BM_IdleWorker_Process)->Name("BM_IdleWorker/process")->Iterations(10)->UseRealTime();
+
+template <wharf::Isolation kIsolation, bool kToReply>
+void BM_WorkerStart(benchmark::State& state) {
+  for (auto _ : state) {
+    wharf::EventLoop loop;
+    auto w = wharf::Worker::Start(
+        "ipc_bench_hello", wharf::WorkerOptions{.loop = &loop, .isolation = kIsolation});
+    if (!w.ok()) {
+      state.SkipWithError(std::string(w.status().message()).c_str());
+      return;
+    }
+    bool done = false;
+    if (kToReply) {
+      w->OnMessage([&](wharf::Value) {
+        done = true;
+        loop.Stop();
+      });
+    } else {
+      w->OnOnline([&] {
+        done = true;
+        loop.Stop();
+      });
+    }
+    while (!done) loop.RunUntil(absl::Now() + absl::Seconds(30));
+    state.PauseTiming();
+    w->OnMessage(nullptr);
+    loop.Run();  // the worker's end, untimed
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_WorkerStart<wharf::Isolation::kThread, false>)
+    ->Name("BM_WorkerStart/thread_online")
+    ->UseRealTime();
+BENCHMARK(BM_WorkerStart<wharf::Isolation::kThread, true>)
+    ->Name("BM_WorkerStart/thread_first_reply")
+    ->UseRealTime();
+BENCHMARK(BM_WorkerStart<wharf::Isolation::kProcess, false>)
+    ->Name("BM_WorkerStart/process_online")
+    ->UseRealTime();
+BENCHMARK(BM_WorkerStart<wharf::Isolation::kProcess, true>)
+    ->Name("BM_WorkerStart/process_first_reply")
+    ->UseRealTime();
+
+extern "C" char** environ;
+
+void BM_WorkerStart_SpawnTrue(benchmark::State& state) {
+  char arg0[] = "/bin/true";
+  char* argv[] = {arg0, nullptr};
+  for (auto _ : state) {
+    pid_t pid;
+    if (posix_spawn(&pid, "/bin/true", nullptr, nullptr, argv, environ) != 0) {
+      state.SkipWithError("posix_spawn failed");
+      return;
+    }
+    int status;
+    waitpid(pid, &status, 0);
+  }
+}
+BENCHMARK(BM_WorkerStart_SpawnTrue)->Name("BM_WorkerStart/posix_spawn_bin_true")->UseRealTime();
+
 }  // namespace
+
+int main(int argc, char** argv) {
+  wharf::InitProcess(argc, argv);  // this binary is also its own process workers
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -24,9 +24,10 @@ class Encoder {
 
   absl::Status Run(const Value& value, std::string* out) {
     out_ = out;
-    out_->push_back(static_cast<char>(ValueCodec::kMagic0));
-    out_->push_back(static_cast<char>(ValueCodec::kMagic1));
-    out_->push_back(static_cast<char>(ValueCodec::kVersion));
+    const char magic[3] = {static_cast<char>(ValueCodec::kMagic0),
+                           static_cast<char>(ValueCodec::kMagic1),
+                           static_cast<char>(ValueCodec::kVersion)};
+    out_->append(magic, sizeof magic);
     return Write(value, 0);
   }
 
@@ -38,12 +39,28 @@ class Encoder {
 
  private:
   void Byte(uint8_t b) { out_->push_back(static_cast<char>(b)); }
+  // The bytes of one varint built locally and appended once (a string's
+  // push_back per byte is a measurable share of a small message's cost).
   void Varint(uint64_t v) {
+    char bytes[10];
+    size_t n = 0;
     while (v >= 0x80) {
-      Byte(static_cast<uint8_t>(v | 0x80));
+      bytes[n++] = static_cast<char>(v | 0x80);
       v >>= 7;
     }
-    Byte(static_cast<uint8_t>(v));
+    bytes[n++] = static_cast<char>(v);
+    out_->append(bytes, n);
+  }
+  void TagAndVarint(uint8_t tag, uint64_t v) {
+    char bytes[11];
+    size_t n = 0;
+    bytes[n++] = static_cast<char>(tag);
+    while (v >= 0x80) {
+      bytes[n++] = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    bytes[n++] = static_cast<char>(v);
+    out_->append(bytes, n);
   }
   void Raw(const void* data, size_t n) {
     if (n > 0) out_->append(static_cast<const char*>(data), n);
@@ -73,8 +90,7 @@ class Encoder {
       case Value::Kind::kBool: Byte(*v.AsBool() ? Tag::kTrue : Tag::kFalse); return absl::OkStatus();
       case Value::Kind::kInt: {
         const uint64_t u = static_cast<uint64_t>(*v.AsInt());
-        Byte(Tag::kInt);
-        Varint((u << 1) ^ (0 - (u >> 63)));  // zigzag
+        TagAndVarint(Tag::kInt, (u << 1) ^ (0 - (u >> 63)));  // zigzag
         return absl::OkStatus();
       }
       case Value::Kind::kDouble: {
@@ -88,23 +104,20 @@ class Encoder {
       case Value::Kind::kString: {
         const std::string& s = *v.GetString();
         if (absl::Status st = Utf8(s, "string"); !st.ok()) return st;
-        Byte(Tag::kString);
-        Varint(s.size());
+        TagAndVarint(Tag::kString, s.size());
         Raw(s.data(), s.size());
         return absl::OkStatus();
       }
       case Value::Kind::kBytes: {
         const ValueBytes& b = *v.GetBytes();
-        Byte(Tag::kBytes);
-        Varint(b.size());
+        TagAndVarint(Tag::kBytes, b.size());
         Raw(b.data(), b.size());
         return absl::OkStatus();
       }
       case Value::Kind::kArray: {
         if (depth >= ValueCodec::kMaxDepth) return TooDeep();
         const ValueArray& array = *v.GetArray();
-        Byte(Tag::kArray);
-        Varint(array.size());
+        TagAndVarint(Tag::kArray, array.size());
         for (size_t i = 0; i < array.size(); ++i) {
           path_.push_back({nullptr, i});
           if (absl::Status st = Write(array[i], depth + 1); !st.ok()) return st;
@@ -115,8 +128,7 @@ class Encoder {
       case Value::Kind::kMap: {
         if (depth >= ValueCodec::kMaxDepth) return TooDeep();
         const ValueMap& map = *v.GetMap();
-        Byte(Tag::kMap);
-        Varint(map.size());
+        TagAndVarint(Tag::kMap, map.size());
         for (const auto& [key, element] : map) {
           path_.push_back({&key, 0});
           if (absl::Status st = Utf8(key, "map key"); !st.ok()) return st;
@@ -135,12 +147,10 @@ class Encoder {
                            ": it was transferred (detached) already"));
         }
         if (table_ == nullptr) {
-          Byte(Tag::kBufferInline);
-          Varint(buffer.size());
+          TagAndVarint(Tag::kBufferInline, buffer.size());
           Raw(buffer.data(), buffer.size());
         } else {
-          Byte(Tag::kBufferTransferred);
-          Varint(table_->buffers.size() + buffers_.size());
+          TagAndVarint(Tag::kBufferTransferred, table_->buffers.size() + buffers_.size());
           buffers_.push_back(const_cast<Buffer*>(&buffer));  // moved only on success
         }
         return absl::OkStatus();
@@ -156,8 +166,7 @@ class Encoder {
         size_t index = 0;
         while (index < shared_.size() && shared_[index].data() != shared.data()) ++index;
         if (index == shared_.size()) shared_.push_back(shared);
-        Byte(Tag::kSharedBuffer);
-        Varint(table_->shared_buffers.size() + index);
+        TagAndVarint(Tag::kSharedBuffer, table_->shared_buffers.size() + index);
         return absl::OkStatus();
       }
       case Value::Kind::kPort: {
@@ -173,8 +182,7 @@ class Encoder {
               absl::StrCat("cannot encode the MessagePort at ", Path(),
                            ": it was transferred (detached) already"));
         }
-        Byte(Tag::kPort);
-        Varint(table_->ports.size() + ports_.size());
+        TagAndVarint(Tag::kPort, table_->ports.size() + ports_.size());
         ports_.push_back(const_cast<PortSlot*>(&slot));  // moved only on success
         return absl::OkStatus();
       }

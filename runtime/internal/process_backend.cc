@@ -228,7 +228,10 @@ void ProcessBackend::RequestTerminate() {
 WorkerExitRecord ProcessBackend::RecordOf(const ExitStatus& status) const {
   if (killed_by_terminate_.load(std::memory_order_acquire) && status.signal == SIGKILL) {
     // Terminate() ran out of patience: that is a termination, not a crash.
-    return WorkerExitRecord{.code = 1, .signal = SIGKILL};
+    WorkerExitRecord r;
+    r.code = 1;
+    r.signal = SIGKILL;
+    return r;
   }
   return ExitRecordOf(status, &link_->header(), limits_);
 }

@@ -76,7 +76,9 @@ ShmChannel::ShmChannel(ShmChannelEnd end, int local_side, size_t capacity)
 
 SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   (void)to;  // always the peer's side
-  if (closed()) return SendResult::kClosed;
+  // No closed() check here: every way the channel closes sets the send
+  // ring's closed bits (Close, the peer's Close, PeerGone), which TryWrite
+  // checks — one place, after its S fence.
   // Encode. Without a table nothing in `message` changes (Buffers are copied
   // inline), so a send that fails later needs nothing given back; with one,
   // the Buffers and ports move into the table and a failed send decodes
@@ -151,9 +153,14 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   if (capacity_ != 0 && end_.send.Unread() >= capacity_) {
     last_full_bytes_.store(0, std::memory_order_relaxed);
     give_back();
-    return SendResult::kFull;
+    // Full, or closed (a closed port stays "full": its reader reads no more).
+    return end_.send.reader_closed() || end_.send.writer_closed() ? SendResult::kClosed
+                                                                  : SendResult::kFull;
   }
-  if (!end_.send.Fits(record->size())) {
+  // Room is checked before descriptors are sent (a batch no record names is
+  // wasted); a plain record lets TryWrite check it (from its cached view of
+  // the reader's cursor: no load of the reader's line per message).
+  if (!fds.empty() && !end_.send.Fits(record->size())) {
     last_full_bytes_.store(record->size(), std::memory_order_relaxed);
     give_back();
     return end_.send.reader_closed() || end_.send.writer_closed() ? SendResult::kClosed
@@ -174,7 +181,8 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
     case RingWrite::kOk:
       message = Value();  // sent: moved from
       return SendResult::kOk;
-    case RingWrite::kFull:  // cannot happen after Fits under the lock
+    case RingWrite::kFull:  // a plain record (a framed one was checked under the lock)
+      last_full_bytes_.store(record->size(), std::memory_order_relaxed);
       give_back();
       return SendResult::kBusy;
     case RingWrite::kTooLarge:  // ruled out above
@@ -367,6 +375,9 @@ void ShmChannel::PeerGone(absl::Status cause) {
     gone_cause_ = std::move(cause);
     peer_gone_.store(true, std::memory_order_release);
   }
+  // Nobody reads our ring any more: sends fail from now on (the bit is the
+  // dead reader's to set; setting it for it is harmless).
+  end_.send.CloseReader();
   // Wake this process's sleepers on either ring: they re-check and see it.
   end_.receive.readable_event().NotifyAll();
   end_.send.writable_event().NotifyAll();

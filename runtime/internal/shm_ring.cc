@@ -47,19 +47,19 @@ namespace wharf::runtime_internal {
 // Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
 // → commit (its pair A against the Notify above), so a publish or a read
 // that races the announcement is never lost.
-// Close: `closed` bits set with an RMW after the closer's last write. The
-// reader's close must not lose a write that raced it (a PostMessage that
-// returned ok is delivered): the writer announces itself in `writing`
-// (relaxed store, then the seq_cst fence S) before it looks at `closed`, and
-// clears it (release) after P; the reader's close is a seq_cst RMW (K) and
-// Drained() then waits for `writing` == 0 before it trusts tail == head.
-// S/K is a Dekker pair: either the writer's load after S sees the close
-// (and it fails with kClosed, publishing nothing), or the reader's load of
-// `writing` after K sees the write in flight (and waits for its release,
-// which comes after P). A writer killed inside TryWrite leaves `writing` at
-// 1: the port above learns of the death from the process (pidfd) instead.
-// a reader that sees the writer's bit (acquire) and then tail == head has
-// read everything the writer published (Drained).
+// Close: `closed` bits set with a seq_cst RMW (K) after the closer's last
+// write. A close must not lose a write that raced it (a PostMessage that
+// returned ok is delivered), whoever closes: the reader, or another thread
+// of the writing process while a write is in flight. The writer announces
+// itself in `writing` (relaxed store, then the seq_cst fence S) before it
+// looks at `closed`, and clears it (release) after P; Drained() sees a
+// close bit, fences, and waits for `writing` == 0 before it trusts
+// tail == head. S/K is a Dekker pair: either the writer's load after S sees
+// the close (and it fails with kClosed, publishing nothing), or the load of
+// `writing` after K sees the write in flight (and Drained waits for its
+// release, which comes after P). A writer killed inside TryWrite leaves
+// `writing` at 1: the port above learns of the death from the process
+// (pidfd) instead.
 //
 // The crash argument. A writer killed at any instruction before P leaves
 // tail where it was: the partial record is invisible, the reader sees the
@@ -257,7 +257,7 @@ bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
 }
 
 void ShmRing::CloseWriter() {
-  header_->closed.fetch_or(kWriterClosed, std::memory_order_acq_rel);
+  header_->closed.fetch_or(kWriterClosed, std::memory_order_seq_cst);  // K: pairs with S
   header_->readable.NotifyAll();
   header_->writable.NotifyAll();
 }
@@ -343,15 +343,14 @@ bool ShmRing::Readable() const {
 }
 
 bool ShmRing::Drained() const {
-  const uint32_t closed = header_->closed.load(std::memory_order_acquire);
-  if ((closed & kWriterClosed) == 0) {
-    // Our own close: settled once no write is in flight (K: the RMW in
-    // CloseReader came first on this thread). acquire: pairs with the
-    // writer's release of `writing` after P, so tail holds its record.
-    if ((closed & kReaderClosed) == 0 || header_->writing.load(std::memory_order_acquire) != 0) {
-      return false;
-    }
-  }
+  // Closed by either side, and no write in flight: a write that raced the
+  // close either saw it (and failed) or is visible in `writing` (the S/K
+  // pair: K is the closing RMW, wherever it ran; the fence orders our load
+  // of `writing` after our load of `closed`). acquire on `writing` pairs
+  // with its release after P, so tail then holds the record.
+  if (header_->closed.load(std::memory_order_acquire) == 0) return false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (header_->writing.load(std::memory_order_acquire) != 0) return false;
   return Empty();
 }
 

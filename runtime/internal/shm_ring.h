@@ -171,10 +171,9 @@ class ShmRing {
   absl::StatusOr<bool> TryRead(std::string& out);
   // Something to read now (a cheap load), or the writer closed.
   bool Readable() const;
-  // No record can arrive any more and every published one was read: the
-  // writer closed, or the reader closed with no write in flight (a write
-  // that raced the reader's close either published before it — and is
-  // read — or saw the close and failed).
+  // No record can arrive any more and every published one was read: either
+  // side closed and no write is in flight (a write that raced the close
+  // either published before it — and is read — or saw it and failed).
   bool Drained() const;
   // Every published record was read (says nothing about later ones).
   bool Empty() const;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -41,6 +42,8 @@ constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
 #endif
+
+extern char** environ;
 
 namespace wharf {
 namespace {
@@ -241,7 +244,23 @@ TEST(ProcessWorkerTest, SigkillMidStreamLosesNothingPublishedAndIsReported) {
 TEST(ProcessWorkerTest, SegfaultIsReportedAndOtherWorkersCarryOn) {
   Watchdog dog("segv", absl::Seconds(60));
   EventLoop loop;
-  auto crash = Worker::Start("pw_segv", Process(loop));
+  WorkerOptions crash_options = Process(loop);
+  if (kSanitized) {
+    // A sanitizer's own SIGSEGV handler would turn the crash into an exit
+    // code: the child's environment (an `env` option) switches it off.
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string var = *e;
+      if (var.rfind("TSAN_OPTIONS=", 0) == 0 || var.rfind("ASAN_OPTIONS=", 0) == 0) continue;
+      env.push_back(std::move(var));
+    }
+    const char* tsan = std::getenv("TSAN_OPTIONS");
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    env.push_back(std::string("TSAN_OPTIONS=") + (tsan ? tsan : "") + ":handle_segv=0");
+    env.push_back(std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":handle_segv=0");
+    crash_options.env = std::move(env);
+  }
+  auto crash = Worker::Start("pw_segv", std::move(crash_options));
   auto healthy = Worker::Start("pw_echo", Process(loop));
   ASSERT_TRUE(crash.ok() && healthy.ok());
   Ending end;

@@ -209,7 +209,19 @@ TYPED_TEST_SUITE(WorkerTest, testing::WorkerIsolations, testing::IsolationName);
 
 using ::wharf::testing::Watchdog;
 
-constexpr int kRaceRounds = 200;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+// Rounds of the race tests: a process start costs ~20 ms (~150 ms under a
+// sanitizer), a thread start ~50 µs.
+template <class Isolation>
+constexpr int RaceRounds() {
+  if (Isolation::kSharesMemory) return 200;
+  return kSanitized ? 15 : 60;
+}
 
 TYPED_TEST(WorkerTest, EchoRoundTrip) {
   Watchdog dog("echo", absl::Seconds(30));
@@ -398,7 +410,7 @@ TYPED_TEST(WorkerTest, TerminateBlockingGetOnOwnerThread) {
 
 TYPED_TEST(WorkerTest, TerminateRacesNaturalExit) {
   Watchdog dog("terminate vs exit", absl::Seconds(120));
-  for (int i = 0; i < kRaceRounds; ++i) {
+  for (int i = 0; i < RaceRounds<TypeParam>(); ++i) {
     EventLoop loop;
     auto w = this->Start("wt_post_n", WorkerOptions{.worker_data = Value(1), .loop = &loop});
     ASSERT_TRUE(w.ok());
@@ -424,7 +436,7 @@ TYPED_TEST(WorkerTest, TerminateRacesNaturalExit) {
 
 TYPED_TEST(WorkerTest, UnrefAndDestroyRaceExit) {
   Watchdog dog("unref/destroy vs exit", absl::Seconds(120));
-  for (int i = 0; i < kRaceRounds; ++i) {
+  for (int i = 0; i < RaceRounds<TypeParam>(); ++i) {
     EventLoop loop;
     auto w = this->Start("wt_post_n", WorkerOptions{.worker_data = Value(1), .loop = &loop});
     ASSERT_TRUE(w.ok());
@@ -444,7 +456,7 @@ TYPED_TEST(WorkerTest, UnrefAndDestroyRaceExit) {
 
 TYPED_TEST(WorkerTest, DestroyFromInsideItsOwnHandlers) {
   Watchdog dog("destroy in handler", absl::Seconds(60));
-  for (int i = 0; i < 50; ++i) {
+  for (int i = 0; i < std::min(50, RaceRounds<TypeParam>()); ++i) {
     EventLoop loop;
     std::optional<Worker> w;
     auto s = this->Start("wt_three_then_maybe_block",

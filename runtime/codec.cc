@@ -499,6 +499,39 @@ absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table) {
   return out;
 }
 
+namespace {
+
+// The Encoder's walk (depth-first, array and map order), putting back what
+// it moved out: every Buffer and every port, in index order.
+void Undo(Value& v, TransferTable& t, size_t& buffer, size_t& port) {
+  switch (v.kind()) {
+    case Value::Kind::kBuffer:
+      if (buffer < t.buffers.size()) *v.GetBuffer() = std::move(t.buffers[buffer++]);
+      return;
+    case Value::Kind::kPort:
+      if (port < t.ports.size()) *v.GetPortSlot() = std::move(t.ports[port++]);
+      return;
+    case Value::Kind::kArray:
+      for (Value& e : *v.GetArray()) Undo(e, t, buffer, port);
+      return;
+    case Value::Kind::kMap:
+      for (auto& [k, e] : *v.GetMap()) Undo(e, t, buffer, port);
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+void UndoEncode(Value& value, TransferTable& table) {
+  size_t buffer = 0, port = 0;
+  Undo(value, table, buffer, port);
+  table.buffers.clear();
+  table.ports.clear();
+  table.shared_buffers.clear();
+}
+
 absl::StatusOr<Value> DecodeValue(std::span<const std::byte> bytes, TransferTable* table) {
   return Decoder(bytes, table).Run();
 }

@@ -213,6 +213,12 @@ absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table);
 // table may be nullptr when the message has none. Errors as in the header
 // comment. On failure the table's Buffers that were already taken are lost
 // with the partial value: the transport drops such a message (messageerror).
+// Undoes a successful EncodeValue(value, table) whose message was then not
+// sent: moves table->buffers and table->ports (all of them: the table held
+// nothing before) back into the very nodes of `value` they came from, so
+// that pointers into `value` (a structured clone's) stay valid.
+void UndoEncode(Value& value, TransferTable& table);
+
 absl::StatusOr<Value> DecodeValue(std::span<const std::byte> bytes, TransferTable* table = nullptr);
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, TransferTable* table = nullptr);
 

@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/time/clock.h"
+#include "wharf/runtime/codec.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/runtime/internal/loop_source.h"
 #include "wharf/runtime/internal/port_access.h"
@@ -56,6 +59,147 @@ struct PortEndpoint final : LoopSource {
   void FireClose();
 };
 
+// The transports of one channel over its life: the one it was made with
+// and — at most once, when one end of an in-process channel leaves for
+// another process (Migrate) — the shared-memory link it moves to. The same
+// surface as PortTransport; a send goes to the current transport (retrying
+// there when it raced the move), a receive drains what was queued on the
+// first one before it looks at the link.
+//
+// Protocol of the move (Migrate, on the thread sending the leaving end):
+// seal the first transport (no send accepted, none in flight: kMoved),
+// take the leaving side's queue, write it into a fresh link, make the link
+// current (release), then wake the staying side's receiver. Senders that got
+// kMoved wait for `current_` to change (acquire) and send there. The staying
+// side's receiver (its owner thread) reads `current_` (acquire) and, once it
+// moved, first empties its side of the first transport (nothing can arrive
+// there any more), then uses the link: FIFO per sender holds across the
+// move, and nothing is lost or doubled.
+class PortChannel {
+ public:
+  explicit PortChannel(size_t capacity) : first_(capacity) {}
+  PortChannel(ShmChannelEnd end, int local_side, size_t capacity)
+      : first_(std::move(end), local_side, capacity) {}
+
+  PortTransport& now() { return *current_.load(std::memory_order_acquire); }
+  const PortTransport& now() const { return *current_.load(std::memory_order_acquire); }
+
+  SendResult TrySend(int to, Value& v, absl::Status& why) {
+    for (;;) {
+      PortTransport* t = current_.load(std::memory_order_acquire);
+      const SendResult r = t->TrySend(to, v, why);
+      if (r != SendResult::kMoved) return r;
+      // A move is being published (or failed: the next try says kClosed).
+      std::this_thread::yield();
+    }
+  }
+  bool TryTake(int side, Value& out) {
+    if (PortTransport* old = Old(side)) {
+      if (old->TryTake(side, out)) return true;
+      old_done_[side] = true;  // sealed: nothing more can arrive there
+    }
+    return now().TryTake(side, out);
+  }
+  bool TakeError(int side, absl::Status& out) { return now().TakeError(side, out); }
+  bool Readable(int side) {
+    PortTransport* old = Old(side);
+    return (old != nullptr && old->Readable(side)) || now().Readable(side);
+  }
+  bool Drained(int side) {
+    PortTransport* old = Old(side);
+    if (old != nullptr && old->Readable(side)) return false;
+    return now().Drained(side);
+  }
+  void Close() { now().Close(); }
+  bool closed() const { return now().closed(); }
+  absl::Status CloseCause(int side) const { return now().CloseCause(side); }
+  bool WaitReadable(int side, absl::Time deadline) {
+    PortTransport* old = Old(side);
+    if (old != nullptr && old->Readable(side)) return true;
+    return now().WaitReadable(side, deadline);
+  }
+  bool WaitWritable(int to, absl::Time deadline) { return now().WaitWritable(to, deadline); }
+  void AttachLoop(int side, EventLoop* loop) {
+    first_.AttachLoop(side, loop);  // its doorbell is what Migrate rings
+    if (PortTransport* moved = moved_.get(); moved != nullptr && moved == &now()) {
+      moved->AttachLoop(side, loop);
+    }
+  }
+  int ArmSleep(int side, std::span<FutexWaitEntry> out) {
+    armed_[side] = &now();
+    return armed_[side]->ArmSleep(side, out);
+  }
+  void DisarmSleep(int side, int woken) {
+    if (armed_[side] != nullptr) armed_[side]->DisarmSleep(side, woken);
+    armed_[side] = nullptr;
+  }
+  ShmChannel* shm() { return now().shm(); }
+  const ShmChannel* shm() const { return now().shm(); }
+  // Whether side `side` still has messages from before a move to take.
+  bool HasOld(int side) {
+    PortTransport* old = Old(side);
+    return old != nullptr && old->Readable(side);
+  }
+
+  // Moves the channel to a fresh link because side `leaving` goes to
+  // another process; returns the link (the leaving side is its end 1).
+  // Callers serialise (move_mu_). FailedPrecondition once moved.
+  absl::StatusOr<std::shared_ptr<ShmLink>> Migrate(int leaving, const PortOptions& options);
+
+  Mutex move_mu_;  // Migrate and hand-offs of this channel's ends
+
+ private:
+  PortTransport* Old(int side) {
+    return current_.load(std::memory_order_acquire) != &first_ && !old_done_[side] ? &first_
+                                                                                   : nullptr;
+  }
+
+  PortTransport first_;
+  std::unique_ptr<PortTransport> moved_;  // set once, before current_ points to it
+  std::atomic<PortTransport*> current_{&first_};
+  bool old_done_[2] = {false, false};           // receiver-owned, per side
+  PortTransport* armed_[2] = {nullptr, nullptr};  // receiver-owned: what ArmSleep armed
+};
+
+absl::StatusOr<std::shared_ptr<ShmLink>> PortChannel::Migrate(int leaving,
+                                                              const PortOptions& options) {
+  InProcessChannel* first = first_.in_process();
+  if (first == nullptr || current_.load(std::memory_order_acquire) != &first_) {
+    return absl::FailedPreconditionError("the channel already left this process");
+  }
+  first->SealForMigration();
+  std::vector<Value> backlog;
+  size_t bytes = 0;
+  for (Value v; first->TryTake(leaving, v);) {
+    absl::StatusOr<std::string> size_probe = EncodeValue(std::as_const(v));
+    bytes += (size_probe.ok() ? size_probe->size() : 0) + 64;
+    backlog.push_back(std::move(v));
+  }
+  // A ring that holds the whole backlog (no reader exists yet to make room):
+  // records up to a quarter of it inline, larger ones out of line.
+  size_t capacity = ShmLink::kDefaultRingCapacity;
+  while (capacity < 4 * bytes && capacity < ShmRing::kMaxCapacity) capacity *= 2;
+  absl::StatusOr<std::shared_ptr<ShmLink>> link = ShmLink::Create(capacity);
+  absl::StatusOr<ShmChannelEnd> end =
+      link.ok() ? ShmChannelEnd::Open(*link, 0) : absl::StatusOr<ShmChannelEnd>(link.status());
+  if (!end.ok()) {
+    // Cannot move: the channel closes (the leaving end's owner gets the error).
+    first->AbortMigration();
+    return end.status();
+  }
+  moved_ = std::make_unique<PortTransport>(*std::move(end), 1 - leaving, options.capacity);
+  for (Value& v : backlog) {
+    absl::Status why;
+    if (moved_->TrySend(leaving, v, why) != SendResult::kOk) {
+      moved_->shm()->WriteErrorRecord(why.ok() ? std::string("the link had no room for it")
+                                               : std::string(why.message()));
+    }
+  }
+  current_.store(moved_.get(), std::memory_order_release);
+  first->WakeAll();  // receivers and blocked senders look again (now at the link)
+  return *std::move(link);
+}
+
 struct PortCore {
   explicit PortCore(const PortOptions& o) : options(o), transport(o.capacity) { Init(); }
   // Over a link: this process holds side `local_side` only.
@@ -70,18 +214,18 @@ struct PortCore {
     }
   }
   const PortOptions options;
-  PortTransport transport;
+  PortChannel transport;
   PortEndpoint end[2];
 };
 
 bool PortEndpoint::Pending() {
-  PortTransport& t = core->transport;
+  PortChannel& t = core->transport;
   // Polled while the loop spins (Drained is one load on an open channel).
   return (receiving.has_handler() && t.Readable(side)) || (!close_fired && t.Drained(side));
 }
 
 bool PortEndpoint::Deliver() {
-  PortTransport& t = core->transport;
+  PortChannel& t = core->transport;
   if (receiving.has_handler()) {
     Value v;
     if (t.TryTake(side, v)) {
@@ -135,15 +279,111 @@ void PortEndpoint::FireClose() {
   if (cb) cb();
 }
 
+namespace {
+
+// The link end under a port over shared memory, or null.
+const ShmChannelEnd* LinkEnd(const std::shared_ptr<PortCore>& core) {
+  if (core == nullptr) return nullptr;
+  const ShmChannel* shm = core->transport.shm();
+  return shm != nullptr ? &shm->end() : nullptr;
+}
+
+}  // namespace
+
 bool PortAccess::Same(const MessagePort& a, const MessagePort& b) {
-  return a.core_ == b.core_ && (a.core_ == nullptr || a.side_ == b.side_);
+  if (a.core_ == b.core_) return a.core_ == nullptr || a.side_ == b.side_;
+  // Each end of a link has its own core: the two ends of one link in this
+  // process are one channel.
+  const ShmChannelEnd* la = LinkEnd(a.core_);
+  const ShmChannelEnd* lb = LinkEnd(b.core_);
+  return la != nullptr && lb != nullptr && la->link == lb->link && la->end == lb->end;
 }
 
 bool PortAccess::SameChannel(const MessagePort& a, const MessagePort& b) {
-  return a.core_ != nullptr && a.core_ == b.core_;
+  if (a.core_ == nullptr) return false;
+  if (a.core_ == b.core_) return true;
+  const ShmChannelEnd* la = LinkEnd(a.core_);
+  const ShmChannelEnd* lb = LinkEnd(b.core_);
+  return la != nullptr && lb != nullptr && la->link == lb->link;
 }
 
 void PortAccess::DetachForTransfer(MessagePort& port) { port.core_->end[port.side_].Reset(); }
+
+namespace {
+
+// The port hooks of the shared-memory transport (shm_channel.h).
+absl::Status CheckLeaving(const PortSlot& slot) {
+  MessagePort* port = slot.get();
+  if (port == nullptr || !port->valid()) {
+    return absl::InvalidArgumentError("DataCloneError: an empty MessagePort cannot be sent");
+  }
+  return PortAccess::CheckLeaving(*port);
+}
+
+absl::StatusOr<ExportedPort> ExportSlot(PortSlot& slot) {
+  return PortAccess::Export(*slot.get());
+}
+
+PortSlot ImportPort(ExportedPort e);
+
+const PortHooks kPortHooks = {
+    .check = &CheckLeaving,
+    .export_port = &ExportSlot,
+    .import_port = &ImportPort,
+};
+[[maybe_unused]] const bool kPortHooksSet = (SetPortHooks(&kPortHooks), true);
+
+PortOptions OptionsOf(const ExportedPort& e) {
+  PortOptions o;
+  o.capacity = static_cast<size_t>(e.capacity);
+  o.on_full = e.on_full == 1 ? PortOptions::OnFull::kBlock : PortOptions::OnFull::kFail;
+  o.block_timeout =
+      e.block_timeout_ns < 0 ? absl::InfiniteDuration() : absl::Nanoseconds(e.block_timeout_ns);
+  return o;
+}
+
+ExportedPort ExportOf(std::shared_ptr<ShmLink> link, int end, const PortOptions& o) {
+  return ExportedPort{std::move(link), end, o.capacity,
+                      o.on_full == PortOptions::OnFull::kBlock ? 1u : 0u,
+                      o.block_timeout == absl::InfiniteDuration()
+                          ? -1
+                          : absl::ToInt64Nanoseconds(o.block_timeout)};
+}
+
+}  // namespace
+
+absl::Status PortAccess::CheckLeaving(const MessagePort& port) {
+  PortCore& core = *port.core_;
+  if (core.transport.HasOld(port.side_)) {
+    return absl::InvalidArgumentError(
+        "DataCloneError: this port's channel has just moved to another process and it still "
+        "holds messages from before; receive them before sending the port on");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExportedPort> PortAccess::Export(MessagePort& port) {
+  std::shared_ptr<PortCore> core = port.core_;
+  const int side = port.side_;
+  ExportedPort out;
+  {
+    MutexLock lock(core->transport.move_mu_);
+    if (ShmChannel* shm = core->transport.shm()) {
+      // Already over a link: the end itself moves on (the link's state is
+      // all in the shared memory), nothing to close here.
+      out = ExportOf(shm->end().link, shm->end().end, core->options);
+    } else {
+      absl::StatusOr<std::shared_ptr<ShmLink>> link =
+          core->transport.Migrate(side, core->options);
+      if (!link.ok()) return link.status();
+      out = ExportOf(*std::move(link), 1, core->options);
+    }
+  }
+  // The port leaves without closing its channel: drop this process's end.
+  core->end[side].Reset();
+  port.core_.reset();
+  return out;
+}
 
 MessagePort PortAccess::OverLink(ShmChannelEnd end, const PortOptions& options) {
   // Side 0 here by convention: the transport ignores sides (it has one).
@@ -173,6 +413,13 @@ const PortSlot::Ops kPortOps = {
     .same = [](const MessagePort& a, const MessagePort& b) { return PortAccess::Same(a, b); },
     .valid = [](const MessagePort& port) { return port.valid(); },
 };
+
+PortSlot ImportPort(ExportedPort e) {
+  const PortOptions options = OptionsOf(e);
+  absl::StatusOr<ShmChannelEnd> end = ShmChannelEnd::Open(e.link, e.end);
+  if (!end.ok()) return PortSlot(new MessagePort(), &kPortOps);  // an empty port
+  return PortSlot(new MessagePort(PortAccess::OverLink(*std::move(end), options)), &kPortOps);
+}
 
 // How long Receive() watches the queue before sleeping: a reply from a peer
 // running on another CPU usually arrives within a few µs, while a futex
@@ -336,7 +583,7 @@ std::optional<Value> MessagePort::TryReceive() {
 
 absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   if (core_ == nullptr) return absl::FailedPreconditionError("empty MessagePort");
-  runtime_internal::PortTransport& t = core_->transport;
+  runtime_internal::PortChannel& t = core_->transport;
   Value v;
   if (t.TryTake(side_, v)) return v;  // the busy receiver's path: no clock, no wait
   if (absl::Status error; t.TakeError(side_, error)) return error;

@@ -22,7 +22,8 @@ SendResult InProcessChannel::TrySend(int to, Value& message) {
   if (state_.load(std::memory_order_relaxed) != 0) {
     InFlightSenders::Leave();
     Ring(d);
-    return SendResult::kClosed;
+    (void)state_.load(std::memory_order_acquire);  // synchronises with the seal: then migrating_ is seen
+    return migrating_.load(std::memory_order_acquire) ? SendResult::kMoved : SendResult::kClosed;
   }
   if (d.bounded && d.count.fetch_add(1, std::memory_order_acq_rel) >= capacity_) {
     d.count.fetch_sub(1, std::memory_order_acq_rel);
@@ -83,11 +84,30 @@ bool InProcessChannel::Drained(int side) {
   // Exact: after the acquire load saw kClosed and no sender in flight, every
   // enqueue happened before, and only this thread dequeues.
   if ((state_.load(std::memory_order_acquire) & kClosed) == 0) return false;
+  if (migrating_.load(std::memory_order_acquire)) return false;  // moved, not closed
   if (InFlightSenders::AnyIn(this)) return false;
   Direction& d = dir_[side];
   if (d.cached_next < d.cached_end || d.lane.Ready()) return false;
   if (d.bounded) return d.count.load(std::memory_order_acquire) == 0;
   return !QueueUsed(d) || d.queue.size_approx() == 0;
+}
+
+void InProcessChannel::SealForMigration() {
+  migrating_.store(true, std::memory_order_release);  // before kClosing: a sender that sees it says kMoved
+  state_.fetch_or(kClosing, std::memory_order_acq_rel);
+  sync_internal::HeavyFence();
+  state_.fetch_or(kClosed, std::memory_order_release);
+  // Every sender that did not see the seal is in flight now: wait it out.
+  InFlightSenders::WaitForLeavers(this);
+}
+
+void InProcessChannel::WakeAll() {
+  InFlightSenders::Enter(&state_);
+  for (Direction& d : dir_) {
+    d.doorbell.load(std::memory_order_acquire)->NotifyAll();
+    d.space.NotifyAll();
+  }
+  InFlightSenders::Leave();
 }
 
 void InProcessChannel::Close() {

@@ -103,7 +103,25 @@ class InProcessChannel {
   bool Drained(int side);
   // Any thread; idempotent. Wakes every receiver and blocked sender.
   void Close();
-  bool closed() const { return state_.load(std::memory_order_acquire) != 0; }
+  bool closed() const {
+    return state_.load(std::memory_order_acquire) != 0 && !migrating_.load(std::memory_order_acquire);
+  }
+
+  // One end is leaving for another process (message_port.cc, Migrate): no
+  // send is accepted any more (TrySend says kMoved) and, when this returns,
+  // none is in flight — what is queued is all there will ever be. Not a
+  // close: closed() and Drained() stay false. Any thread; once.
+  void SealForMigration();
+  // After the port moved to its new transport: wakes every receiver and
+  // blocked sender so that it looks there.
+  void WakeAll();
+  // The move failed after the seal: the channel is closed instead.
+  void AbortMigration() {
+    migrating_.store(false, std::memory_order_release);
+    WakeAll();
+  }
+  // Nothing queued for `side` (owner of `side`; meaningful once sealed).
+  bool Empty(int side) { return !Readable(side); }
 
   // Owner of `side`: sleeps until something may be readable or the channel
   // closed (true), or `deadline` (false). Re-check after it returns. An
@@ -161,6 +179,7 @@ class InProcessChannel {
 
   const int64_t capacity_;
   alignas(64) std::atomic<uint32_t> state_{0};
+  std::atomic<bool> migrating_{false};  // set (before state_) by SealForMigration
   Direction dir_[2];
 };
 

@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace wharf {
@@ -14,6 +15,7 @@ struct PortOptions;
 namespace runtime_internal {
 
 struct ShmChannelEnd;
+struct ExportedPort;
 class ShmChannel;
 
 struct PortAccess {
@@ -31,6 +33,12 @@ struct PortAccess {
   static MessagePort OverLink(ShmChannelEnd end, const PortOptions& options);
   // The port's shared-memory transport, or null (empty or in-process).
   static ShmChannel* Shm(MessagePort& port);
+  // A port about to leave for another process: DataCloneError when it
+  // cannot (see the message). Then Export: the link end its channel goes on
+  // over (an in-process channel moves to a fresh link first), and the port
+  // is left empty here without its channel being closed.
+  static absl::Status CheckLeaving(const MessagePort& port);
+  static absl::StatusOr<ExportedPort> Export(MessagePort& port);
   // For tests and benchmarks: two ports of this process that talk through a
   // fresh link exactly as two processes would.
   static absl::StatusOr<std::pair<MessagePort, MessagePort>> ShmPairForTesting(

@@ -73,6 +73,9 @@ class PortTransport {
   }
   // The shared-memory transport, or null.
   ShmChannel* shm() { return std::get_if<ShmChannel>(&impl_); }
+  const ShmChannel* shm() const { return std::get_if<ShmChannel>(&impl_); }
+  // The in-process transport, or null.
+  InProcessChannel* in_process() { return std::get_if<InProcessChannel>(&impl_); }
   bool Readable(int side) { return Visit([&](auto& t) { return t.Readable(side); }); }
   bool Drained(int side) { return Visit([&](auto& t) { return t.Drained(side); }); }
   void Close() { Visit([](auto& t) { t.Close(); }); }

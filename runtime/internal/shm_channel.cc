@@ -22,11 +22,14 @@ struct FrameHeader {
   uint8_t magic;
   uint8_t flags;
   uint16_t nshared;
+  uint16_t nports;
+  uint16_t zero0;
   uint32_t nfds;
+  uint32_t zero1;
   uint64_t seq;
   uint64_t body_bytes;
 };
-static_assert(sizeof(FrameHeader) == 24);
+static_assert(sizeof(FrameHeader) == 32);
 
 struct BodyHeader {
   uint64_t value_bytes;
@@ -34,6 +37,30 @@ struct BodyHeader {
   uint32_t zero;
 };
 static_assert(sizeof(BodyHeader) == 16);
+
+struct PortEntry {
+  uint32_t end;
+  uint32_t on_full;
+  uint64_t capacity;
+  int64_t block_timeout_ns;
+};
+static_assert(sizeof(PortEntry) == 24);
+
+constexpr char kErrorMagic = 'E';
+
+std::atomic<const PortHooks*> port_hooks{nullptr};
+
+// Closes both directions of ports that left in a message that was then not
+// sent: their peers see a closed port (as with a message dropped at close).
+void CloseExported(std::vector<ExportedPort>& ports) {
+  for (ExportedPort& p : ports) {
+    absl::StatusOr<ShmChannelEnd> e = ShmChannelEnd::Open(p.link, p.end);
+    if (!e.ok()) continue;
+    e->send.CloseWriter();
+    e->receive.CloseReader();
+  }
+  ports.clear();
+}
 
 // Whether the message has something the codec can only put in a table.
 bool NeedsTable(const Value& v) {
@@ -62,6 +89,8 @@ void Append(std::string& out, const T& t) {
 }
 
 }  // namespace
+
+void SetPortHooks(const PortHooks* hooks) { port_hooks.store(hooks, std::memory_order_release); }
 
 absl::StatusOr<ShmChannelEnd> ShmChannelEnd::Open(std::shared_ptr<ShmLink> link, int end) {
   absl::StatusOr<ShmRing> send = ShmRing::Attach(link->ring(end), link->ring_bytes());
@@ -93,60 +122,61 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
     return SendResult::kInvalid;
   }
   const auto give_back = [&] {
-    if (with_table) message = DecodeValue(*encoded, &table).value();  // our own bytes: valid
+    if (with_table) UndoEncode(message, table);  // in place: a clone points into `message`
   };
+  const PortHooks* hooks = port_hooks.load(std::memory_order_acquire);
   if (!table.ports.empty()) {
+    absl::Status bad = hooks == nullptr ? absl::InvalidArgumentError(
+                                              "DataCloneError: MessagePorts cannot cross processes "
+                                              "in this program")
+                                        : absl::OkStatus();
+    for (const PortSlot& p : table.ports) {
+      if (bad.ok()) bad = hooks->check(p);
+    }
+    if (!bad.ok()) {
+      give_back();
+      why = std::move(bad);
+      return SendResult::kInvalid;
+    }
+  }
+  const size_t nshared = table.shared_buffers.size();
+  const size_t nports = table.ports.size();
+  if (nshared + 2 * nports + 1 > static_cast<size_t>(kMaxFds) || nports > 0xffff) {
     give_back();
-    why = absl::InvalidArgumentError(
-        "DataCloneError: a MessagePort cannot be sent to another process yet (post it to a "
-        "thread worker, or create the channel inside the process that uses it)");
+    why = absl::InvalidArgumentError(absl::StrCat(
+        "DataCloneError: a message to another process may hold at most ", kMaxFds - 1,
+        " descriptors' worth of SharedBuffers (1 each) and MessagePorts (2 each); this one has ",
+        nshared, " and ", nports));
     return SendResult::kInvalid;
   }
-  // The record: the plain encoding, or a frame.
+  // The record: the plain encoding, or a frame (its port entries are filled
+  // in once the ports have left, under the lock).
   std::string framed;
-  std::vector<int> fds;
-  std::optional<SharedBuffer> out_of_line;
+  std::string body;
+  bool out_of_line = false;
+  size_t ports_at = 0;  // offset of the port entries in `body`
   const std::string* record = &*encoded;
-  if (with_table || encoded->size() > end_.send.max_record()) {
-    std::string body;
-    const size_t buffer_bytes = [&] {
-      size_t n = 0;
-      for (const Buffer& b : table.buffers) n += b.size();
-      return n;
-    }();
-    body.reserve(sizeof(BodyHeader) + 8 * table.buffers.size() + encoded->size() + buffer_bytes);
+  const bool frame = with_table || encoded->size() > end_.send.max_record();
+  if (frame) {
+    size_t buffer_bytes = 0;
+    for (const Buffer& b : table.buffers) buffer_bytes += b.size();
+    body.reserve(sizeof(BodyHeader) + 8 * table.buffers.size() + sizeof(PortEntry) * nports +
+                 encoded->size() + buffer_bytes);
     Append(body, BodyHeader{encoded->size(), static_cast<uint32_t>(table.buffers.size()), 0});
     for (const Buffer& b : table.buffers) Append(body, static_cast<uint64_t>(b.size()));
+    ports_at = body.size();
+    body.append(sizeof(PortEntry) * nports, '\0');
     body += *encoded;
     for (const Buffer& b : table.buffers) {
       body.append(reinterpret_cast<const char*>(b.data()), b.size());
     }
-    for (const SharedBuffer& sb : table.shared_buffers) fds.push_back(sb.fd());
-    FrameHeader h{kFrameMagic, 0, static_cast<uint16_t>(table.shared_buffers.size()), 0, 0,
-                  body.size()};
-    if (table.shared_buffers.size() + 1 > static_cast<size_t>(kMaxFds)) {
-      give_back();
-      why = absl::InvalidArgumentError(absl::StrCat(
-          "DataCloneError: a message to another process may hold at most ", kMaxFds - 1,
-          " SharedBuffers (this one holds ", table.shared_buffers.size(), ")"));
-      return SendResult::kInvalid;
-    }
-    if (sizeof(FrameHeader) + body.size() > end_.send.max_record()) {
-      absl::StatusOr<SharedBuffer> mem = SharedBuffer::Create(body.size());
-      if (!mem.ok()) {
-        give_back();
-        return SendResult::kNoMemory;
-      }
-      std::memcpy(mem->data(), body.data(), body.size());
-      fds.push_back(mem->fd());
-      out_of_line = *std::move(mem);
-      h.flags = kOutOfLine;
-      body.clear();
-    }
-    h.nfds = static_cast<uint32_t>(fds.size());
-    framed.reserve(sizeof h + body.size());
+    out_of_line = sizeof(FrameHeader) + body.size() > end_.send.max_record();
+    const size_t nfds = nshared + 2 * nports + (out_of_line ? 1 : 0);
+    const FrameHeader h{kFrameMagic, static_cast<uint8_t>(out_of_line ? kOutOfLine : 0),
+                        static_cast<uint16_t>(nshared), static_cast<uint16_t>(nports), 0,
+                        static_cast<uint32_t>(nfds), 0, 0, body.size()};
     Append(framed, h);  // seq filled in under the lock
-    framed += body;
+    if (!out_of_line) framed += body;
     record = &framed;
   }
   MutexLock lock(send_mu_);
@@ -157,40 +187,82 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
     return end_.send.reader_closed() || end_.send.writer_closed() ? SendResult::kClosed
                                                                   : SendResult::kFull;
   }
-  // Room is checked before descriptors are sent (a batch no record names is
-  // wasted); a plain record lets TryWrite check it (from its cached view of
-  // the reader's cursor: no load of the reader's line per message).
-  if (!fds.empty() && !end_.send.Fits(record->size())) {
+  // Room is checked before anything leaves (ports, descriptors); a plain
+  // record lets TryWrite check it (from its cached view of the reader's
+  // cursor: no load of the reader's line per message).
+  if (frame && !end_.send.Fits(record->size())) {
     last_full_bytes_.store(record->size(), std::memory_order_relaxed);
     give_back();
     return end_.send.reader_closed() || end_.send.writer_closed() ? SendResult::kClosed
                                                                   : SendResult::kBusy;
   }
-  if (!fds.empty()) {
-    const uint64_t seq = ++fd_seq_;
-    std::memcpy(framed.data() + offsetof(FrameHeader, seq), &seq, sizeof seq);
-    if (absl::Status s = SendFds(end_.link->socket(end_.end), seq, fds); !s.ok()) {
-      give_back();
-      if (s.code() == absl::StatusCode::kFailedPrecondition) return SendResult::kClosed;
-      why = absl::ResourceExhaustedError(absl::StrCat("cannot hand descriptors to the peer: ",
-                                                      s.message()));
-      return SendResult::kInvalid;
+  std::vector<ExportedPort> exported;
+  std::optional<SharedBuffer> out_of_line_body;
+  if (frame) {
+    std::vector<int> fds;
+    for (const SharedBuffer& sb : table.shared_buffers) fds.push_back(sb.fd());
+    for (size_t i = 0; i < nports; ++i) {
+      absl::StatusOr<ExportedPort> e = hooks->export_port(table.ports[i]);
+      if (!e.ok()) {
+        CloseExported(exported);
+        give_back();
+        why = e.status();
+        return SendResult::kInvalid;
+      }
+      const PortEntry entry{static_cast<uint32_t>(e->end), e->on_full, e->capacity,
+                            e->block_timeout_ns};
+      std::memcpy(body.data() + ports_at + i * sizeof(PortEntry), &entry, sizeof entry);
+      exported.push_back(*std::move(e));
+    }
+    for (const ExportedPort& e : exported) {
+      fds.push_back(e.link->memfd());
+      fds.push_back(e.link->socket(e.end));
+    }
+    if (out_of_line) {
+      absl::StatusOr<SharedBuffer> mem = SharedBuffer::Create(body.size());
+      if (!mem.ok()) {
+        CloseExported(exported);
+        give_back();
+        return SendResult::kNoMemory;
+      }
+      std::memcpy(mem->data(), body.data(), body.size());
+      fds.push_back(mem->fd());
+      out_of_line_body = *std::move(mem);
+    } else {
+      std::memcpy(framed.data() + sizeof(FrameHeader) + ports_at, body.data() + ports_at,
+                  sizeof(PortEntry) * nports);
+    }
+    if (!fds.empty()) {
+      const uint64_t seq = end_.send.NextFdBatch();
+      std::memcpy(framed.data() + offsetof(FrameHeader, seq), &seq, sizeof seq);
+      if (absl::Status st = SendFds(end_.link->socket(end_.end), seq, fds); !st.ok()) {
+        CloseExported(exported);
+        give_back();
+        if (st.code() == absl::StatusCode::kFailedPrecondition) return SendResult::kClosed;
+        why = absl::ResourceExhaustedError(
+            absl::StrCat("cannot hand descriptors to the peer: ", st.message()));
+        return SendResult::kInvalid;
+      }
     }
   }
+  const auto failed = [&] {
+    CloseExported(exported);
+    give_back();
+  };
   switch (end_.send.TryWrite(*record)) {
     case RingWrite::kOk:
       message = Value();  // sent: moved from
       return SendResult::kOk;
     case RingWrite::kFull:  // a plain record (a framed one was checked under the lock)
       last_full_bytes_.store(record->size(), std::memory_order_relaxed);
-      give_back();
+      failed();
       return SendResult::kBusy;
     case RingWrite::kTooLarge:  // ruled out above
     case RingWrite::kClosed:
-      give_back();
+      failed();
       return SendResult::kClosed;
     case RingWrite::kCorrupt:
-      give_back();
+      failed();
       why = absl::DataLossError(
           "the shared-memory ring to the peer process is corrupt (its cursors were overwritten)");
       return SendResult::kInvalid;
@@ -198,8 +270,20 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   return SendResult::kClosed;
 }
 
+void ShmChannel::WriteErrorRecord(std::string_view why) {
+  std::string record(1, kErrorMagic);
+  record.append(why.substr(0, std::min<size_t>(why.size(), 4096)));
+  MutexLock lock(send_mu_);
+  (void)end_.send.TryWrite(record);
+}
+
 absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
   if (record.empty()) return absl::InvalidArgumentError("messageerror: an empty record");
+  if (record[0] == kErrorMagic) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "messageerror: a message queued before this port moved here could not cross: ",
+        record.substr(1)));
+  }
   if (static_cast<uint8_t>(record[0]) != kFrameMagic) return DecodeValue(record);
   FrameHeader h;
   if (record.size() < sizeof h) {
@@ -207,11 +291,12 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
   }
   std::memcpy(&h, record.data(), sizeof h);
   const bool oob = (h.flags & kOutOfLine) != 0;
-  if ((h.flags & ~kOutOfLine) != 0 || h.nfds != h.nshared + (oob ? 1u : 0u) ||
+  if ((h.flags & ~kOutOfLine) != 0 || h.zero0 != 0 || h.zero1 != 0 ||
+      h.nfds != uint32_t{h.nshared} + 2u * h.nports + (oob ? 1u : 0u) ||
       h.nfds > static_cast<uint32_t>(kMaxFds)) {
-    return absl::InvalidArgumentError(absl::StrCat("messageerror: a frame with flags ", h.flags,
-                                                   ", ", h.nshared, " SharedBuffers and ", h.nfds,
-                                                   " descriptors"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("messageerror: a frame with flags ", h.flags, ", ", h.nshared,
+                     " SharedBuffers, ", h.nports, " ports and ", h.nfds, " descriptors"));
   }
   std::vector<sync_internal::FdGuard> fds;
   if (h.nfds != 0) {
@@ -234,7 +319,7 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
   std::string oob_body;
   std::string_view body;
   if (oob) {
-    absl::StatusOr<SharedBuffer> mem = SharedBuffer::FromFd(fds[h.nshared].get());
+    absl::StatusOr<SharedBuffer> mem = SharedBuffer::FromFd(fds[h.nfds - 1].get());
     if (!mem.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("messageerror: the out-of-line body: ", mem.status().message()));
@@ -256,11 +341,33 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
   if (body.size() < sizeof b) return absl::DataLossError("messageerror: a truncated body");
   std::memcpy(&b, body.data(), sizeof b);
   const size_t sizes_end = sizeof b + 8 * static_cast<size_t>(b.nbuffers);
-  if (b.zero != 0 || b.nbuffers > body.size() / 8 || sizes_end > body.size() ||
-      b.value_bytes > body.size() - sizes_end) {
+  const size_t ports_end = sizes_end + sizeof(PortEntry) * h.nports;
+  if (b.zero != 0 || b.nbuffers > body.size() / 8 || ports_end > body.size() ||
+      b.value_bytes > body.size() - ports_end) {
     return absl::DataLossError("messageerror: a body whose sizes do not fit it");
   }
-  size_t pos = sizes_end + b.value_bytes;
+  // Ports: each becomes a port of this process on the link end it names
+  // (the descriptors are taken over even if a later check fails).
+  const PortHooks* hooks = port_hooks.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < h.nports; ++i) {
+    PortEntry e;
+    std::memcpy(&e, body.data() + sizes_end + i * sizeof e, sizeof e);
+    sync_internal::FdGuard& memfd = fds[h.nshared + 2 * i];
+    sync_internal::FdGuard& socket = fds[h.nshared + 2 * i + 1];
+    if (e.end > 1 || e.on_full > 1 || hooks == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("messageerror: port #", i, " names end ",
+                                                     e.end, " and policy ", e.on_full));
+    }
+    absl::StatusOr<std::shared_ptr<ShmLink>> link = ShmLink::Attach(memfd.release(), socket.release());
+    if (!link.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messageerror: port #", i, ": ", link.status().message()));
+    }
+    table.ports.push_back(hooks->import_port(ExportedPort{*std::move(link), static_cast<int>(e.end),
+                                                          e.capacity, e.on_full,
+                                                          e.block_timeout_ns}));
+  }
+  size_t pos = ports_end + b.value_bytes;
   for (uint32_t i = 0; i < b.nbuffers; ++i) {
     uint64_t n;
     std::memcpy(&n, body.data() + sizeof b + 8 * i, sizeof n);
@@ -272,8 +379,7 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
     pos += n;
   }
   if (pos != body.size()) return absl::DataLossError("messageerror: bytes after the last Buffer");
-  return DecodeValue(body.substr(sizeof b + 8 * static_cast<size_t>(b.nbuffers), b.value_bytes),
-                     &table);
+  return DecodeValue(body.substr(ports_end, b.value_bytes), &table);
 }
 
 bool ShmChannel::ReadOne(Value& out) {

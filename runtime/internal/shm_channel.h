@@ -17,17 +17,24 @@
 //     memory: shared, never copied);
 //   - a message larger than the ring's record limit: its body out of line,
 //     in a fresh memfd (one copy in, one copy out, no size limit but memory).
-// Buffers (heap) are copied into the record. MessagePorts cannot cross
-// processes yet: sending one is a DataCloneError that moves nothing.
+//   - a MessagePort in the message: the memfd and socket end of the link
+//     the port's channel runs on (a port whose channel was in-process moves
+//     it to a fresh link first: PortHooks, message_port.cc). The port
+//     leaves this process without its channel being closed.
+// Buffers (heap) are copied into the record.
 //
 // Frame (all little-endian):
-//   'F' flags:u8 nshared:u16 nfds:u32 seq:u64 body_bytes:u64   (24 bytes)
+//   'F' flags:u8 nshared:u16 nports:u16 0:u16 nfds:u32 0:u32 seq:u64
+//   body_bytes:u64                                              (32 bytes)
 //   body := value_bytes:u64 nbuffers:u32 0:u32 size:u64[nbuffers]
-//           value[value_bytes] buffer bytes, back to back
+//           port:PortEntry[nports] value[value_bytes] buffer bytes
 //   flags bit 0: the body is in the last descriptor (out of line), else it
-//   follows the header in the record. Descriptors 0..nshared-1 are the
-//   message's SharedBuffers, in the codec's table order.
-// A plain record starts with the codec's 'W'; anything else is a message error.
+//   follows the header in the record. Descriptors: the message's
+//   SharedBuffers (nshared, the codec's table order), then two per port
+//   (link memfd, socket end), then the out-of-line body.
+// A plain record starts with the codec's 'W'; 'E' + text is a message that
+// could not be re-encoded when its port moved here (a message error);
+// anything else is a message error too.
 //
 // Receiving: every record is validated (ring framing, frame header, the
 // codec); one that fails becomes a message error (OnMessageError, or the
@@ -54,6 +61,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -62,11 +70,33 @@
 #include "wharf/runtime/internal/shm_link.h"
 #include "wharf/runtime/internal/shm_ring.h"
 #include "wharf/runtime/internal/transport_types.h"
+#include "wharf/runtime/internal/port_slot.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/futex.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf::runtime_internal {
+
+// A MessagePort leaving this process inside a message: the link end its
+// channel continues on, and its options.
+struct ExportedPort {
+  std::shared_ptr<ShmLink> link;
+  int end = 0;
+  uint64_t capacity = 0;
+  uint32_t on_full = 0;          // PortOptions::OnFull
+  int64_t block_timeout_ns = -1;  // -1: infinite
+};
+
+// What only the MessagePort layer can do to ports (message_port.cc sets
+// them; the transport sits below it): check a port can leave, make it leave
+// (moving an in-process channel to a fresh link), and make a port of a link
+// end that arrived.
+struct PortHooks {
+  absl::Status (*check)(const PortSlot& port);
+  absl::StatusOr<ExportedPort> (*export_port)(PortSlot& port);  // the slot is left empty
+  PortSlot (*import_port)(ExportedPort port);
+};
+void SetPortHooks(const PortHooks* hooks);
 
 // One end of a link, attached (what can fail is done before the channel is
 // made: the variant that holds the channel constructs it in place).
@@ -113,6 +143,12 @@ class ShmChannel {
   // still delivered, then the port closes; `cause` is what Receive returns.
   void PeerGone(absl::Status cause);
 
+  // The link end, for a port that leaves this process (hand-off).
+  const ShmChannelEnd& end() const { return end_; }
+  // A message in its place that the peer will see as a message error (a
+  // queued message that could not cross when its port moved). Never blocks.
+  void WriteErrorRecord(std::string_view why);
+
  private:
   // Reads the next record into a message or a pending error; false if none.
   bool ReadOne(Value& out);
@@ -124,7 +160,6 @@ class ShmChannel {
   const uint64_t capacity_;
   // Senders of this process, one at a time on the ring (and its fd socket).
   Mutex send_mu_;
-  uint64_t fd_seq_ = 0;                    // guarded by send_mu_
   std::atomic<size_t> last_full_bytes_{0};  // the record a sender found no room for
   std::atomic<bool> local_closed_{false};
   std::atomic<bool> peer_gone_{false};

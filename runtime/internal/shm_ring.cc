@@ -162,6 +162,7 @@ absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
   ShmRing ring(h, static_cast<std::byte*>(memory) + kHeaderBytes, capacity,
                capacity / 4 - sizeof(ShmRecordHeader));
   ring.records_read_ = h->records_read.load(std::memory_order_relaxed);  // a later reader resumes
+  ring.written_ = h->records_written.load(std::memory_order_relaxed);   // ... and a later writer
   return ring;
 }
 
@@ -221,7 +222,7 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   Hook(ShmWriteStep::kPayloadWritten, written_);
   header_->tail.store(t + need, std::memory_order_release);  // P: pairs with C
   Hook(ShmWriteStep::kPublished, written_);
-  ++written_;
+  header_->records_written.store(++written_, std::memory_order_relaxed);  // the tail's line
   header_->writing.store(0, std::memory_order_release);  // before the wake: a closer may wait on it
   header_->readable.Notify();
   return RingWrite::kOk;

@@ -67,7 +67,9 @@ struct ShmRingHeader {
   alignas(64) std::atomic<uint64_t> tail;  // writer: bytes published (monotonic)
   std::atomic<uint32_t> writing;           // writer: 1 inside TryWrite (see Close in .cc)
   uint32_t reserved2a;
-  uint64_t reserved2[6];
+  std::atomic<uint64_t> records_written;   // writer: records published (for capacities)
+  uint64_t fd_batches;                     // writer: descriptor batches sent (fd_passing.h)
+  uint64_t reserved2[4];
   alignas(64) std::atomic<uint64_t> head;  // reader: bytes consumed (monotonic)
   std::atomic<uint64_t> records_read;      // reader: records consumed (for capacities)
   uint64_t reserved3[6];
@@ -162,6 +164,10 @@ class ShmRing {
     const uint64_t read = header_->records_read.load(std::memory_order_acquire);
     return read <= written_ ? written_ - read : 0;  // a hostile count reads as empty
   }
+  // The next descriptor-batch number of this ring's writer (kept in the
+  // ring, so that a writer handle that moved to another process goes on
+  // from where the last one stopped). Writer only.
+  uint64_t NextFdBatch() { return ++header_->fd_batches; }
   void CloseWriter();
 
   // --- reader ---------------------------------------------------------------
@@ -221,7 +227,7 @@ class ShmRing {
   std::byte* records_;
   size_t capacity_;
   size_t max_record_;
-  uint64_t written_ = 0;          // writer: records published by this handle
+  uint64_t written_ = 0;          // writer: records published (records_written as last stored)
   uint64_t cached_head_ = 0;      // writer: `head` as last loaded
   uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
   uint32_t reads_since_fence_ = 0;  // reader: records since a fenced Notify

@@ -15,6 +15,8 @@ enum class SendResult : uint8_t {
   kInvalid,   // the message cannot travel on this transport (the status says why)
   kBusy,      // no room in the transport now, though the port is under its
               // capacity (a shared-memory ring is full): WaitWritable, retry
+  kMoved,     // the channel moved to another transport (one end went to another
+              // process): send again on the port's current transport
 };
 
 }  // namespace wharf::runtime_internal

@@ -36,7 +36,7 @@ struct InProcessTransport {
 struct ShmTransport {
   static constexpr const char* kName = "SharedMemory";
   static constexpr bool kZeroCopyMove = false;
-  static constexpr bool kCarriesPorts = false;
+  static constexpr bool kCarriesPorts = true;
   static std::pair<MessagePort, MessagePort> Create(PortOptions options = {}) {
     auto pair = runtime_internal::PortAccess::ShmPairForTesting(options);
     if (!pair.ok()) {
@@ -50,7 +50,7 @@ struct ShmTransport {
 using PortTransports = ::testing::Types<InProcessTransport, ShmTransport>;
 // The transports that carry MessagePorts inside messages (kCarriesPorts):
 // the port-transfer suite runs over these.
-using PortCarryingTransports = ::testing::Types<InProcessTransport>;
+using PortCarryingTransports = ::testing::Types<InProcessTransport, ShmTransport>;
 
 struct TransportName {
   template <class T>

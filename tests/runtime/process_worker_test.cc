@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -118,6 +119,76 @@ WHARF_WORKER_ENTRY(pw_echo) {
   ctx.parent_port().OnMessage([&ctx](Value v) {
     (void)ctx.parent_port().PostMessage(std::move(v));
     ctx.parent_port().Close();
+  });
+}
+
+
+// worker_data {"port": a port}: echoes every message on that port until it
+// closes, then ends.
+WHARF_WORKER_ENTRY(pw_echo_port) {
+  Value* slot = ctx.worker_data()["port"];
+  if (slot == nullptr || !slot->IsPort()) throw std::invalid_argument("no port");
+  MessagePort& port = *slot->GetPort();
+  for (;;) {
+    absl::StatusOr<Value> v = port.Receive();
+    if (!v.ok()) return;
+    if (!port.PostMessage(*std::move(v)).ok()) return;
+  }
+}
+
+// worker_data {"port", "n"}: posts 0..n-1 on the port, then reports "sent".
+WHARF_WORKER_ENTRY(pw_send_n_on_port) {
+  MessagePort& port = *ctx.worker_data()["port"]->GetPort();
+  const int64_t n = *ctx.worker_data()["n"]->AsInt();
+  for (int64_t i = 0; i < n; ++i) {
+    if (!port.PostMessage(Value(i)).ok()) throw std::runtime_error("post failed");
+  }
+  (void)ctx.parent_port().PostMessage(Value("sent"));
+}
+
+// worker_data {"port", "n"}: receives n messages on the port, checks they
+// are 0..n-1 in order, and reports how many were right.
+WHARF_WORKER_ENTRY(pw_count_on_port) {
+  MessagePort& port = *ctx.worker_data()["port"]->GetPort();
+  const int64_t n = *ctx.worker_data()["n"]->AsInt();
+  int64_t right = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    absl::StatusOr<Value> v = port.Receive(absl::Seconds(60));
+    if (!v.ok()) break;
+    if (v->AsInt().value_or(-1) == i) ++right;
+  }
+  (void)ctx.parent_port().PostMessage(Value(right));
+}
+
+// Gets a port in worker_data and hands it on to a process worker of its own
+// (pw_echo_port): the port hops child -> grandchild.
+WHARF_WORKER_ENTRY(pw_hop) {
+  Value data = Value::Map();
+  data.GetMap()->Set("port", std::move(*ctx.worker_data()["port"]));
+  auto leaf = Worker::Start("pw_echo_port",
+                            WorkerOptions{.worker_data = std::move(data),
+                                          .isolation = Isolation::kProcess});
+  if (!leaf.ok()) throw std::runtime_error(std::string(leaf.status().message()));
+  auto* keep = new Worker(*std::move(leaf));
+  keep->OnExit([&ctx](int) { ctx.parent_port().Close(); });
+}
+
+// The producer of the hand-off test: worker_data {"id"}; each message on its
+// parent port is {"port": S, "from": k, "count": c}: posts [id, k..k+c-1]
+// on S, then gives S back to the parent.
+WHARF_WORKER_ENTRY(pw_producer) {
+  const int64_t id = *ctx.worker_data()["id"]->AsInt();
+  ctx.parent_port().OnMessage([&ctx, id](Value job) {
+    Value* slot = job["port"];
+    MessagePort port = std::move(*slot->GetPort());
+    const int64_t from = *job["from"]->AsInt();
+    const int64_t count = *job["count"]->AsInt();
+    for (int64_t i = from; i < from + count; ++i) {
+      if (!port.PostMessage(Value::Array(id, i)).ok()) throw std::runtime_error("post failed");
+    }
+    Value back = Value::Map();
+    back.GetMap()->Set("port", std::move(port));
+    if (!ctx.parent_port().PostMessage(std::move(back)).ok()) throw std::runtime_error("give back");
   });
 }
 
@@ -397,6 +468,142 @@ TEST(ProcessWorkerTest, LargeMessagesTravelOutOfLine) {
   ASSERT_NE((*back)["b"]->GetBuffer(), nullptr);
   EXPECT_EQ((*back)["b"]->GetBuffer()->size(), 300000u);
   EXPECT_EQ((*back)["b"]->GetBuffer()->data()[299999], std::byte{7});
+}
+
+
+// --- Ports across processes ----------------------------------------------------
+
+// A port whose peer stays here goes to a process worker: messages queued at
+// it before it left arrive there, in order, once; then both sides talk
+// directly over the link the channel moved to.
+TEST(ProcessPortTest, PortSentToAProcessKeepsWhatWasQueuedAndTalks) {
+  Watchdog dog("port to process", absl::Seconds(60));
+  EventLoop loop;
+  auto [here, there] = MessageChannel::Create();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(here.PostMessage(Value(i)).ok());  // queued at `there`
+  Value data = Value::Map();
+  data.GetMap()->Set("port", std::move(there));
+  auto w = Worker::Start("pw_echo_port", Process(loop, std::move(data)));
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (int i = 100; i < 200; ++i) ASSERT_TRUE(here.PostMessage(Value(i)).ok());  // after the move
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<Value> v = here.Receive(absl::Seconds(30));
+    ASSERT_TRUE(v.ok()) << v.status() << " at " << i;
+    ASSERT_EQ(v->AsInt().value(), i);
+  }
+  here.Close();  // the worker's Receive ends: it exits
+  int code = -1;
+  w->OnExit([&](int c) { code = c; });
+  loop.Run();
+  EXPECT_EQ(code, 0);
+}
+
+// Two children talk over a channel the parent made, directly: the parent
+// holds neither end once they are sent.
+TEST(ProcessPortTest, ChildToChildDirectly) {
+  Watchdog dog("child to child", absl::Seconds(120));
+  const int64_t n = kSanitized ? 20000 : 200000;
+  EventLoop loop;
+  auto [x, y] = MessageChannel::Create();
+  Value to_sender = Value::Map();
+  to_sender.GetMap()->Set("port", std::move(x));
+  to_sender.GetMap()->Set("n", n);
+  Value to_counter = Value::Map();
+  to_counter.GetMap()->Set("port", std::move(y));
+  to_counter.GetMap()->Set("n", n);
+  auto counter = Worker::Start("pw_count_on_port", Process(loop, std::move(to_counter)));
+  auto sender = Worker::Start("pw_send_n_on_port", Process(loop, std::move(to_sender)));
+  ASSERT_TRUE(counter.ok() && sender.ok());
+  int64_t right = -1;
+  counter->OnMessage([&](Value v) { right = *v.AsInt(); });
+  sender->OnMessage([](Value) {});
+  loop.Run();
+  EXPECT_EQ(right, n);
+}
+
+// A port hops child -> grandchild; the parent talks to the grandchild.
+TEST(ProcessPortTest, PortHopsToAGrandchild) {
+  Watchdog dog("hop", absl::Seconds(60));
+  EventLoop loop;
+  auto [here, there] = MessageChannel::Create();
+  Value data = Value::Map();
+  data.GetMap()->Set("port", std::move(there));
+  auto w = Worker::Start("pw_hop", Process(loop, std::move(data)));
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(here.PostMessage(Value(i)).ok());
+    absl::StatusOr<Value> v = here.Receive(absl::Seconds(30));
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_EQ(v->AsInt().value(), i);
+  }
+  here.Close();
+  loop.Run();
+}
+
+// 10^6 messages into one port from 3 producer processes: the sending end
+// goes from producer to producer (through the parent) while what the last
+// one posted may still be in the ring; every message arrives once, in
+// order per producer.
+TEST(ProcessPortTest, MillionMessagesFromThreeProducersThroughOnePort) {
+  Watchdog dog("three producers", absl::Seconds(240));
+  const int64_t chunk = (kSanitized ? 60000 : 1000000) / 30;  // 10 hand-offs per producer
+  const int64_t total = 30 * chunk;
+  EventLoop loop;
+  auto [sink, source] = MessageChannel::Create();
+  std::vector<Worker> producers;
+  for (int64_t id = 0; id < 3; ++id) {
+    Value data = Value::Map();
+    data.GetMap()->Set("id", id);
+    auto p = Worker::Start("pw_producer", Process(loop, std::move(data)));
+    ASSERT_TRUE(p.ok()) << p.status();
+    producers.push_back(*std::move(p));
+  }
+  int64_t next_from = 0;
+  int turn = 0;
+  auto hand_out = [&](MessagePort port) {
+    Value job = Value::Map();
+    job.GetMap()->Set("port", std::move(port));
+    job.GetMap()->Set("from", next_from);
+    job.GetMap()->Set("count", chunk);
+    next_from += chunk;
+    ASSERT_TRUE(producers[turn++ % 3].PostMessage(std::move(job)).ok());
+  };
+  // The parent receives on `sink` from a thread of its own while the loop
+  // passes the sending end around.
+  std::vector<int64_t> next(3, -1);
+  int64_t received = 0, out_of_order = 0;
+  absl::Status reader_status;
+  std::thread reader([&] {
+    while (received < total) {
+      absl::StatusOr<Value> v = sink.Receive(absl::Seconds(60));
+      if (!v.ok()) {
+        reader_status = v.status();
+        for (Worker& q : producers) (void)q.Terminate();
+        break;
+      }
+      const int64_t id = *(*v->GetArray())[0].AsInt();
+      const int64_t i = *(*v->GetArray())[1].AsInt();
+      if (i <= next[id]) ++out_of_order;
+      next[id] = i;
+      ++received;
+    }
+  });
+  for (Worker& p : producers) {
+    p.OnMessage([&](Value back) {
+      MessagePort port = std::move(*back["port"]->GetPort());
+      if (next_from < total) {
+        hand_out(std::move(port));
+      } else {
+        for (Worker& q : producers) (void)q.Terminate();
+      }
+    });
+  }
+  hand_out(std::move(source));
+  loop.Run();
+  reader.join();
+  EXPECT_TRUE(reader_status.ok()) << reader_status << " after " << received;
+  EXPECT_EQ(received, total);
+  EXPECT_EQ(out_of_order, 0);
 }
 
 // --- The transport's own faults (both ends here, over a real link) ----------

@@ -33,7 +33,7 @@ struct ThreadIsolation {
 struct ProcessIsolation {
   static constexpr const char* kName = "Process";
   static constexpr bool kSharesMemory = false;
-  static constexpr bool kCarriesPorts = false;  // not yet: docs/processes.md
+  static constexpr bool kCarriesPorts = true;
   static absl::StatusOr<Worker> Start(WorkerEntry entry, WorkerOptions options = {}) {
     options.isolation = Isolation::kProcess;
     return Worker::Start(std::move(entry), std::move(options));

@@ -550,9 +550,13 @@ TYPED_TEST(WorkerTest, MessagesKeptAtExitAreDeliveredBeforeExit) {
                         WorkerOptions{.worker_data = true, .loop = &loop2});
   ASSERT_TRUE(w2.ok());
   w2->OnExit([&](int code) { log2.push_back("exit:" + std::to_string(code)); });
-  loop2.SetTimeout(absl::Milliseconds(30), [&] {
-    w2->OnMessage([&](Value v) { log2.push_back("#" + std::to_string(*v.AsInt())); });
-    (void)w2->Terminate();
+  // 30 ms after the entry started (a process takes longer than that to
+  // start on a loaded machine): its three messages are waiting by then.
+  w2->OnOnline([&] {
+    loop2.SetTimeout(absl::Milliseconds(30), [&] {
+      w2->OnMessage([&](Value v) { log2.push_back("#" + std::to_string(*v.AsInt())); });
+      (void)w2->Terminate();
+    });
   });
   loop2.Run();
   EXPECT_EQ(log2, (std::vector<std::string>{"#0", "#1", "#2", "exit:1"}));

@@ -479,10 +479,15 @@ class Decoder {
 }  // namespace
 
 absl::StatusOr<std::string> EncodeValue(const Value& value) {
-  Encoder encoder(nullptr);
   std::string out;
-  if (absl::Status st = encoder.Run(value, &out); !st.ok()) return st;
+  if (absl::Status st = EncodeValueTo(value, &out); !st.ok()) return st;
   return out;
+}
+
+absl::Status EncodeValueTo(const Value& value, std::string* out) {
+  out->clear();
+  Encoder encoder(nullptr);
+  return encoder.Run(value, out);
 }
 
 absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table) {

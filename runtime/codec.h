@@ -201,6 +201,10 @@ struct ValueCodec {
 // FailedPrecondition for a detached Buffer or port. Never blocks.
 absl::StatusOr<std::string> EncodeValue(const Value& value);
 
+// EncodeValue(value) into `*out` (replaced), reusing its capacity: for a
+// caller that encodes message after message (a transport's send path).
+absl::Status EncodeValueTo(const Value& value, std::string* out);
+
 // Encodes `value`, moving its Buffers and MessagePorts into `table` (indexes continue after
 // the table's existing entries) and copying its SharedBuffer handles there.
 // All or nothing: on any error (as above) neither `value` nor `table`

@@ -1,6 +1,7 @@
 #include "wharf/runtime/internal/shm_channel.h"
 
 #include <algorithm>
+#include <mutex>
 #include <cstring>
 #include <optional>
 #include <utility>
@@ -114,12 +115,31 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   // them back into `message`.
   TransferTable table;
   const bool with_table = NeedsTable(message);
-  absl::StatusOr<std::string> encoded =
-      with_table ? EncodeValue(message, &table) : EncodeValue(std::as_const(message));
-  if (!encoded.ok()) {
+  // The plain encoding goes into this thread's reused buffer (no allocation
+  // per message once it has grown). Re-entry (a port leaving in a message
+  // moves its channel, which sends its queue) happens only for messages with
+  // a table, whose bytes are not in the buffer.
+  thread_local std::string scratch;
+  std::string* encoded = &scratch;
+  std::string with_table_bytes;
+  absl::Status encoding;
+  if (with_table) {
+    absl::StatusOr<std::string> e = EncodeValue(message, &table);
+    encoding = e.status();
+    if (e.ok()) with_table_bytes = *std::move(e);
+    encoded = &with_table_bytes;
+  } else {
+    encoding = EncodeValueTo(message, &scratch);
+  }
+  if (!encoding.ok()) {
     why = absl::InvalidArgumentError(
-        absl::StrCat("DataCloneError: cannot send to another process: ", encoded.status().message()));
+        absl::StrCat("DataCloneError: cannot send to another process: ", encoding.message()));
     return SendResult::kInvalid;
+  }
+  if (scratch.capacity() > (size_t{64} << 10)) {
+    // Keep no large buffer per thread: a big message's bytes are copied below.
+    with_table_bytes.swap(scratch);
+    encoded = &with_table_bytes;
   }
   const auto give_back = [&] {
     if (with_table) UndoEncode(message, table);  // in place: a clone points into `message`
@@ -155,7 +175,7 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   std::string body;
   bool out_of_line = false;
   size_t ports_at = 0;  // offset of the port entries in `body`
-  const std::string* record = &*encoded;
+  const std::string* record = encoded;
   const bool frame = with_table || encoded->size() > end_.send.max_record();
   if (frame) {
     size_t buffer_bytes = 0;
@@ -179,7 +199,7 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
     if (!out_of_line) framed += body;
     record = &framed;
   }
-  MutexLock lock(send_mu_);
+  std::lock_guard<sync_internal::SpinLock> lock(send_mu_);
   if (capacity_ != 0 && end_.send.Unread() >= capacity_) {
     last_full_bytes_.store(0, std::memory_order_relaxed);
     give_back();
@@ -273,7 +293,7 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
 void ShmChannel::WriteErrorRecord(std::string_view why) {
   std::string record(1, kErrorMagic);
   record.append(why.substr(0, std::min<size_t>(why.size(), 4096)));
-  MutexLock lock(send_mu_);
+  std::lock_guard<sync_internal::SpinLock> lock(send_mu_);
   (void)end_.send.TryWrite(record);
 }
 

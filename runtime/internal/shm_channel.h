@@ -7,7 +7,7 @@
 // Each direction is one ShmRing (shm_ring.h) written by one process: per
 // sender lanes, so a sender killed mid-record loses only that record and the
 // port stays readable (the crash argument is the ring's). Threads of this
-// process that send concurrently take turns on the ring (a Mutex held for
+// process that send concurrently take turns on the ring (a SpinLock held for
 // one write: the ring is single-producer).
 //
 // What a record holds: a message the codec encoded (codec.h) — plain bytes
@@ -73,6 +73,7 @@
 #include "wharf/runtime/internal/port_slot.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin_lock.h"
 #include "wharf/sync/mutex.h"
 
 namespace wharf::runtime_internal {
@@ -159,7 +160,7 @@ class ShmChannel {
   const int local_side_;
   const uint64_t capacity_;
   // Senders of this process, one at a time on the ring (and its fd socket).
-  Mutex send_mu_;
+  sync_internal::SpinLock send_mu_;
   std::atomic<size_t> last_full_bytes_{0};  // the record a sender found no room for
   std::atomic<bool> local_closed_{false};
   std::atomic<bool> peer_gone_{false};

@@ -32,9 +32,11 @@ namespace wharf::runtime_internal {
 //      only when that shows too little room: head only grows.)
 //   room check: (tail - h) + pad + record <= capacity; else kFull.
 //   write [pad header], record header, payload (plain stores).
-//   P: tail.store(tail + pad + record, release) — pairs with C.
-//   readable.Notify() — the event count's pair B (a fence, then one load of
-//      its waiter count; a futex wake only when the reader sleeps).
+//   P: tail CAS(t, t + pad + record) (seq_cst; fails on a closed bit) —
+//      pairs with C.
+//   readable.NotifyAfterSeqCst() — the event count's pair B with P as its
+//      fence (one seq_cst load of its waiter count; a futex wake only when
+//      the reader sleeps).
 // Reader (TryRead):
 //   C: t = tail.load(acquire)              — pairs with P: the record bytes
 //      before t are complete and visible. (Kept, and reloaded only once the
@@ -47,20 +49,18 @@ namespace wharf::runtime_internal {
 // Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
 // → commit (its pair A against the Notify above), so a publish or a read
 // that races the announcement is never lost.
-// Close: `closed` bits set with a seq_cst RMW (K) after the closer's last
-// write. A close must not lose a write that raced it (a PostMessage that
-// returned ok is delivered), whoever closes: the reader, or another thread
-// of the writing process while a write is in flight. The writer announces
-// itself in `writing` (relaxed store, then the seq_cst fence S) before it
-// looks at `closed`, and clears it (release) after P; Drained() sees a
-// close bit, fences, and waits for `writing` == 0 before it trusts
-// tail == head. S/K is a Dekker pair: either the writer's load after S sees
-// the close (and it fails with kClosed, publishing nothing), or the load of
-// `writing` after K sees the write in flight (and Drained waits for its
-// release, which comes after P). A writer killed inside TryWrite leaves
-// `writing` at 1: the port above learns of the death from the process
-// (pidfd) instead.
-//
+// Close: the closed bits live in the top bits of `tail` itself (bit 63: the
+// writer closed, bit 62: the reader closed; `closed` mirrors them for cheap
+// checks), set by an RMW (K: fetch_or) from either side. P, the publish, is
+// a compare-and-swap of `tail` from the value the writer read (no closed
+// bit) to the new end. So a close and a publish are two RMWs of one word:
+// either the publish comes first (the record is in, and whoever drains
+// after the close reads it) or the close does (the CAS fails, nothing is
+// published: the write reports kClosed). A close can therefore never lose a
+// write that returned kOk, whoever closes — the reader, or another thread of
+// the writing process while a write is in flight — and Drained() is simply
+// "a closed bit, and head == tail". One locked instruction per record
+// (the CAS), which is also the event count's pair B (below).
 // The crash argument. A writer killed at any instruction before P leaves
 // tail where it was: the partial record is invisible, the reader sees the
 // ring as it was after the previous record, and nothing else writes to this
@@ -85,6 +85,11 @@ namespace {
 
 constexpr uint32_t kWriterClosed = 1;
 constexpr uint32_t kReaderClosed = 2;
+// The closed bits in `tail` (see Close above), and the position below them.
+constexpr uint64_t kTailWriterClosed = uint64_t{1} << 63;
+constexpr uint64_t kTailReaderClosed = uint64_t{1} << 62;
+constexpr uint64_t kTailClosedBits = kTailWriterClosed | kTailReaderClosed;
+constexpr uint64_t kTailPosition = ~kTailClosedBits;
 // The bounded spin of both waits before they sleep: MessagePort::Receive's.
 constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
 // Records a reader consumes between two fenced wake-ups of the writer, and
@@ -170,7 +175,7 @@ absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
 
 bool ShmRing::Fits(size_t n) const {
   if (n > max_record_) return false;
-  const uint64_t t = header_->tail.load(std::memory_order_relaxed);
+  const uint64_t t = header_->tail.load(std::memory_order_relaxed) & kTailPosition;
   const uint64_t h = header_->head.load(std::memory_order_acquire);  // W
   if (t % 8 != 0 || h % 8 != 0) return false;
   const size_t need = RecordBytes(n);
@@ -182,16 +187,10 @@ bool ShmRing::Fits(size_t n) const {
 RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   const size_t n = payload.size();
   if (n > max_record_) return RingWrite::kTooLarge;
-  // S: announce the write, then look at `closed` — pairs with the reader's
-  // close (K): see "Close" above.
-  header_->writing.store(1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // S
-  struct EndWrite {
-    std::atomic<uint32_t>& writing;
-    ~EndWrite() { writing.store(0, std::memory_order_release); }  // after P, when published
-  } end_write{header_->writing};
-  if (header_->closed.load(std::memory_order_relaxed) != 0) return RingWrite::kClosed;
-  uint64_t t = header_->tail.load(std::memory_order_relaxed);  // ours alone
+  // Ours alone, except for the closed bits a closer may set (then P fails).
+  const uint64_t start = header_->tail.load(std::memory_order_relaxed);
+  if ((start & kTailClosedBits) != 0) return RingWrite::kClosed;
+  uint64_t t = start;
   const size_t need = RecordBytes(n);
   size_t pos = t & (capacity_ - 1);
   const size_t contiguous = capacity_ - pos;
@@ -220,11 +219,14 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   Hook(ShmWriteStep::kHeaderWritten, written_);
   if (n != 0) std::memcpy(records_ + pos + sizeof(rec), payload.data(), n);
   Hook(ShmWriteStep::kPayloadWritten, written_);
-  header_->tail.store(t + need, std::memory_order_release);  // P: pairs with C
+  uint64_t expected = start;
+  if (!header_->tail.compare_exchange_strong(expected, t + need, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed)) {  // P: pairs with C
+    return RingWrite::kClosed;  // a closer set a bit meanwhile: nothing was published
+  }
   Hook(ShmWriteStep::kPublished, written_);
   header_->records_written.store(++written_, std::memory_order_relaxed);  // the tail's line
-  header_->writing.store(0, std::memory_order_release);  // before the wake: a closer may wait on it
-  header_->readable.Notify();
+  header_->readable.NotifyAfterSeqCst();  // B: P was the fence
   return RingWrite::kOk;
 }
 
@@ -258,7 +260,8 @@ bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
 }
 
 void ShmRing::CloseWriter() {
-  header_->closed.fetch_or(kWriterClosed, std::memory_order_seq_cst);  // K: pairs with S
+  header_->tail.fetch_or(kTailWriterClosed, std::memory_order_seq_cst);  // K
+  header_->closed.fetch_or(kWriterClosed, std::memory_order_acq_rel);
   header_->readable.NotifyAll();
   header_->writable.NotifyAll();
 }
@@ -281,7 +284,7 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
     // has caught up with it (or it is behind: a new handle), so a reader
     // behind its writer does not pull the writer's line on every record.
     if (cached_tail_ == h || cached_tail_ - h > capacity_) {
-      cached_tail_ = header_->tail.load(std::memory_order_acquire);  // C: pairs with P
+      cached_tail_ = header_->tail.load(std::memory_order_acquire) & kTailPosition;  // C: pairs with P
     }
     const uint64_t t = cached_tail_;
     if (t == h) {
@@ -338,25 +341,21 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
 }
 
 bool ShmRing::Readable() const {
-  return header_->tail.load(std::memory_order_acquire) !=
-             header_->head.load(std::memory_order_relaxed) ||
-         writer_closed() || !poisoned_.ok();
+  const uint64_t t = header_->tail.load(std::memory_order_acquire);
+  return (t & kTailPosition) != header_->head.load(std::memory_order_relaxed) ||
+         (t & kTailWriterClosed) != 0 || !poisoned_.ok();
 }
 
 bool ShmRing::Drained() const {
-  // Closed by either side, and no write in flight: a write that raced the
-  // close either saw it (and failed) or is visible in `writing` (the S/K
-  // pair: K is the closing RMW, wherever it ran; the fence orders our load
-  // of `writing` after our load of `closed`). acquire on `writing` pairs
-  // with its release after P, so tail then holds the record.
-  if (header_->closed.load(std::memory_order_acquire) == 0) return false;
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (header_->writing.load(std::memory_order_acquire) != 0) return false;
-  return Empty();
+  // A closed bit, from either side: no publish can succeed after it (P is a
+  // CAS from a value without one), so the position is final.
+  const uint64_t t = header_->tail.load(std::memory_order_acquire);
+  return (t & kTailClosedBits) != 0 &&
+         (t & kTailPosition) == header_->head.load(std::memory_order_relaxed);
 }
 
 bool ShmRing::Empty() const {
-  return header_->tail.load(std::memory_order_acquire) ==
+  return (header_->tail.load(std::memory_order_acquire) & kTailPosition) ==
          header_->head.load(std::memory_order_relaxed);
 }
 
@@ -365,17 +364,18 @@ bool ShmRing::WaitReadable(absl::Time deadline) {
 }
 
 void ShmRing::CloseReader() {
-  header_->closed.fetch_or(kReaderClosed, std::memory_order_seq_cst);  // K: pairs with S
+  header_->tail.fetch_or(kTailReaderClosed, std::memory_order_seq_cst);  // K
+  header_->closed.fetch_or(kReaderClosed, std::memory_order_acq_rel);
   header_->writable.NotifyAll();
   header_->readable.NotifyAll();
 }
 
 bool ShmRing::writer_closed() const {
-  return (header_->closed.load(std::memory_order_acquire) & kWriterClosed) != 0;
+  return (header_->tail.load(std::memory_order_acquire) & kTailWriterClosed) != 0;
 }
 
 bool ShmRing::reader_closed() const {
-  return (header_->closed.load(std::memory_order_acquire) & kReaderClosed) != 0;
+  return (header_->tail.load(std::memory_order_acquire) & kTailReaderClosed) != 0;
 }
 
 }  // namespace wharf::runtime_internal

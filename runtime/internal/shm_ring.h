@@ -64,16 +64,17 @@ struct ShmRingHeader {
   uint32_t max_record;        // largest payload a record may carry
   uint32_t reserved0;
   uint64_t reserved1[5];
-  alignas(64) std::atomic<uint64_t> tail;  // writer: bytes published (monotonic)
-  std::atomic<uint32_t> writing;           // writer: 1 inside TryWrite (see Close in .cc)
-  uint32_t reserved2a;
+  // Writer: bytes published (monotonic) in bits 0-61; bit 63: the writer
+  // closed, bit 62: the reader closed (set by either side: see Close in .cc).
+  alignas(64) std::atomic<uint64_t> tail;
+  uint64_t reserved2a;
   std::atomic<uint64_t> records_written;   // writer: records published (for capacities)
   uint64_t fd_batches;                     // writer: descriptor batches sent (fd_passing.h)
   uint64_t reserved2[4];
   alignas(64) std::atomic<uint64_t> head;  // reader: bytes consumed (monotonic)
   std::atomic<uint64_t> records_read;      // reader: records consumed (for capacities)
   uint64_t reserved3[6];
-  // bit 0: the writer closed; bit 1: the reader closed.
+  // bit 0: the writer closed; bit 1: the reader closed (a mirror of tail's bits).
   alignas(64) std::atomic<uint32_t> closed;
   uint32_t reserved4;
   sync_internal::EventCount readable;  // the writer notifies after publishing
@@ -119,7 +120,7 @@ enum class RingWrite : uint8_t {
 class ShmRing {
  public:
   static constexpr uint64_t kMagic = 0x31474E5246524857;  // "WHRFRNG1", little-endian
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;  // 2: the closed bits in `tail`
   static constexpr uint32_t kData = 1;
   static constexpr uint32_t kPad = 2;
   static constexpr size_t kHeaderBytes = sizeof(ShmRingHeader);

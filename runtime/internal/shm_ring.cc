@@ -288,7 +288,12 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
     }
     const uint64_t t = cached_tail_;
     if (t == h) {
-      header_->head.store(h, std::memory_order_release);  // a pad was skipped (or nothing)
+      // Nothing to read. Store the cursor only if a pad was skipped: an
+      // empty poll writes nothing (a reader polling an empty ring would
+      // otherwise write its line on every poll).
+      if (h != header_->head.load(std::memory_order_relaxed)) {
+        header_->head.store(h, std::memory_order_release);
+      }
       return false;
     }
     const uint64_t avail = t - h;

@@ -29,8 +29,11 @@
 //                        decode; blocking Receive on both sides.
 //   BM_HandOver64M/<how> 64 MiB to another process and an 8-byte ack back:
 //                        shared_buffer (a SharedBuffer in the message: its
-//                        memfd crosses, nothing is copied) or copied_buffer
-//                        (a Buffer: out of line, copied in and out);
+//                        memfd crosses, nothing is copied),
+//                        transferred_shared_memory_buffer (a Buffer from
+//                        Buffer::AllocateShared, moved: its memory crosses,
+//                        the sender is left detached) or copied_buffer (a
+//                        heap Buffer: out of line, copied in and out);
 //                        _touched: the receiver also reads every byte (so
 //                        the page faults of a fresh mapping show).
 //   BM_LoopPingPong/worker_<isolation>
@@ -521,7 +524,13 @@ BENCHMARK(BM_Throughput_PortProcesses<4096>)
     ->UseRealTime();
 
 // 64 MiB to another process: one iteration = the message there and an ack back.
-template <bool kShared, bool kTouch>
+enum class HandOver { kSharedBuffer, kCopiedBuffer, kTransferredBuffer };
+
+// shared_buffer / copied_buffer: one iteration = the 64 MiB there and an
+// 8-byte ack back. transferred_shared_memory_buffer: the same Buffer goes
+// there and comes back (two transfers per iteration, the memory changing
+// owner each time), so no 64 MiB is allocated or freed in the loop.
+template <HandOver kHow, bool kTouch>
 void BM_HandOver64M(benchmark::State& state) {
   constexpr size_t kSize = size_t{64} << 20;
   auto link = wharf::runtime_internal::ShmLink::Create().value();
@@ -531,10 +540,17 @@ void BM_HandOver64M(benchmark::State& state) {
         wharf::MessagePort port = PortOn(link, 0);
         wharf::SharedBuffer sb = wharf::SharedBuffer::Create(kSize).value();
         std::memset(sb.data(), 1, kSize);
+        wharf::Buffer mine;
+        if (kHow == HandOver::kTransferredBuffer) {
+          mine = wharf::Buffer::AllocateShared(kSize).value();
+          std::memset(mine.data(), 1, kSize);
+        }
         for (auto _ : st) {
           absl::Status s;
-          if (kShared) {
+          if (kHow == HandOver::kSharedBuffer) {
             s = port.PostMessage(wharf::Value(sb));  // a handle: the memory is shared
+          } else if (kHow == HandOver::kTransferredBuffer) {
+            s = port.PostMessage(wharf::Value(std::move(mine)));  // moved: a transfer
           } else {
             st.PauseTiming();
             wharf::Buffer b = wharf::Buffer::Allocate(kSize).value();
@@ -546,8 +562,19 @@ void BM_HandOver64M(benchmark::State& state) {
             st.SkipWithError(std::string(s.message()).c_str());
             break;
           }
-          auto ack = port.Receive(absl::Seconds(30));
-          if (!ack.ok() || ack->AsInt().value_or(0) != static_cast<int64_t>(kSize)) {
+          auto reply = port.Receive(absl::Seconds(30));
+          if (!reply.ok()) {
+            st.SkipWithError("no reply");
+            break;
+          }
+          if (kHow == HandOver::kTransferredBuffer) {
+            wharf::Buffer* back = reply->GetBuffer();
+            if (back == nullptr || !back->shared() || back->size() != kSize) {
+              st.SkipWithError("the Buffer did not come back in shared memory");
+              break;
+            }
+            mine = std::move(*back);
+          } else if (reply->AsInt().value_or(0) != static_cast<int64_t>(kSize)) {
             st.SkipWithError("no ack");
             break;
           }
@@ -574,14 +601,32 @@ void BM_HandOver64M(benchmark::State& state) {
           } else if (r->GetSharedBuffer() == nullptr && r->GetBuffer() == nullptr) {
             ack = -1;
           }
+          if (kHow == HandOver::kTransferredBuffer) {
+            if (!port.PostMessage(*std::move(r)).ok()) return;  // transferred back
+            continue;
+          }
           if (!port.PostMessage(wharf::Value(ack)).ok()) return;
         }
       });
 }
-BENCHMARK(BM_HandOver64M<true, false>)->Name("BM_HandOver64M/shared_buffer")->UseRealTime();
-BENCHMARK(BM_HandOver64M<true, true>)->Name("BM_HandOver64M/shared_buffer_touched")->UseRealTime();
-BENCHMARK(BM_HandOver64M<false, false>)->Name("BM_HandOver64M/copied_buffer")->UseRealTime();
-BENCHMARK(BM_HandOver64M<false, true>)->Name("BM_HandOver64M/copied_buffer_touched")->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kSharedBuffer, false>)
+    ->Name("BM_HandOver64M/shared_buffer")
+    ->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kSharedBuffer, true>)
+    ->Name("BM_HandOver64M/shared_buffer_touched")
+    ->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kTransferredBuffer, false>)
+    ->Name("BM_HandOver64M/transferred_shared_memory_buffer")
+    ->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kTransferredBuffer, true>)
+    ->Name("BM_HandOver64M/transferred_shared_memory_buffer_touched")
+    ->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kCopiedBuffer, false>)
+    ->Name("BM_HandOver64M/copied_buffer")
+    ->UseRealTime();
+BENCHMARK(BM_HandOver64M<HandOver::kCopiedBuffer, true>)
+    ->Name("BM_HandOver64M/copied_buffer_touched")
+    ->UseRealTime();
 
 // --- Workers (these start threads: registered after every fork()-based one) ---
 

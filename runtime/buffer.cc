@@ -19,17 +19,46 @@ absl::Status DetachedError() {
 }  // namespace
 
 Buffer::Buffer(Buffer&& other) noexcept
-    : data_(std::move(other.data_)),
+    : heap_(std::move(other.heap_)),
+      shared_(std::move(other.shared_)),
+      bytes_(std::exchange(other.bytes_, nullptr)),
       size_(std::exchange(other.size_, 0)),
       detached_(std::exchange(other.detached_, true)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
-    data_ = std::move(other.data_);
+    heap_ = std::move(other.heap_);
+    shared_ = std::move(other.shared_);
+    bytes_ = std::exchange(other.bytes_, nullptr);
     size_ = std::exchange(other.size_, 0);
     detached_ = std::exchange(other.detached_, true);
   }
   return *this;
+}
+
+absl::StatusOr<Buffer> Buffer::AllocateShared(size_t size) {
+  if (size > kMaxSize) {
+    return absl::InvalidArgumentError(absl::StrCat("Buffer::AllocateShared(", size,
+                                                   "): larger than Buffer::kMaxSize (", kMaxSize,
+                                                   " bytes)"));
+  }
+  absl::StatusOr<SharedBuffer> memory = SharedBuffer::Create(size);
+  if (!memory.ok()) return memory.status();
+  return OverSharedMemory(*std::move(memory), size);
+}
+
+absl::StatusOr<Buffer> Buffer::OverSharedMemory(SharedBuffer memory, size_t size) {
+  // reserved_size(), not size(): no read of the header, so no page fault on
+  // a mapping that has just arrived (the receiver pays for the pages it uses).
+  if (memory.reserved_size() < size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a shared Buffer of ", size, " bytes over a mapping of ", memory.reserved_size()));
+  }
+  Buffer b;
+  b.bytes_ = memory.data();
+  b.size_ = size;
+  b.shared_ = std::make_unique<SharedBuffer>(std::move(memory));
+  return b;
 }
 
 absl::StatusOr<Buffer> Buffer::Allocate(size_t size) {

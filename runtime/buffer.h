@@ -21,9 +21,17 @@
 // thread at a time; moving it to another thread hands over the bytes (the
 // hand-over itself must be synchronised, e.g. by a MessagePort).
 //
-// Limits: at most kMaxSize bytes; the bytes live on this process's heap, so a
-// Buffer crosses a process boundary by copy (the codec writes it inline or
-// into a TransferTable for the transport to place in shared memory).
+// Where the bytes live: Allocate/CopyFrom use this process's heap, so such a
+// Buffer crosses a process boundary by copy. AllocateShared puts them in
+// shared memory (a memfd mapping): transferred to another process it
+// crosses as that memory — zero copy, whatever its size — and the sender is
+// left detached, as for a transfer between threads. Allocate does not pick
+// shared memory for large sizes by itself: a memfd costs a few system calls
+// and counts as shared memory (tmpfs limits, cgroup shmem accounting) for
+// every Buffer, most of which never leave their process; the user who sends
+// big buffers to processes asks for it.
+//
+// Limits: at most kMaxSize bytes.
 
 #ifndef WHARF_RUNTIME_BUFFER_H_
 #define WHARF_RUNTIME_BUFFER_H_
@@ -34,6 +42,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "wharf/sync/shared_buffer.h"
 
 namespace wharf {
 
@@ -58,12 +67,25 @@ class Buffer {
   // A buffer holding a copy of `bytes`. Same errors as Allocate.
   static absl::StatusOr<Buffer> CopyFrom(std::span<const std::byte> bytes);
 
+  // A zero-filled buffer of `size` bytes in shared memory (see above).
+  // InvalidArgument if size > kMaxSize; ResourceExhausted/Internal from the
+  // memfd or the mapping.
+  static absl::StatusOr<Buffer> AllocateShared(size_t size);
+  // Whether the bytes live in shared memory (AllocateShared, or a shared
+  // Buffer received from another process).
+  bool shared() const { return shared_ != nullptr; }
+  // Internal (transports): the mapping behind a shared Buffer; null if not.
+  const SharedBuffer* shared_memory() const { return shared_.get(); }
+  // Internal (transports): a Buffer over the first `size` bytes of `memory`
+  // (InvalidArgument if it is smaller).
+  static absl::StatusOr<Buffer> OverSharedMemory(SharedBuffer memory, size_t size);
+
   // Unchecked access: a detached buffer gives nullptr / 0 / an empty span.
-  std::byte* data() { return data_.get(); }
-  const std::byte* data() const { return data_.get(); }
+  std::byte* data() { return bytes_; }
+  const std::byte* data() const { return bytes_; }
   size_t size() const { return size_; }
-  std::span<std::byte> span() { return {data_.get(), size_}; }
-  std::span<const std::byte> span() const { return {data_.get(), size_}; }
+  std::span<std::byte> span() { return {bytes_, size_}; }
+  std::span<const std::byte> span() const { return {bytes_, size_}; }
 
   // True once the bytes were moved (transferred) to another Buffer.
   bool detached() const { return detached_; }
@@ -85,9 +107,13 @@ class Buffer {
   friend bool operator==(const Buffer& a, const Buffer& b);
 
  private:
-  Buffer(std::unique_ptr<std::byte[]> data, size_t size) : data_(std::move(data)), size_(size) {}
+  Buffer(std::unique_ptr<std::byte[]> data, size_t size)
+      : heap_(std::move(data)), bytes_(heap_.get()), size_(size) {}
 
-  std::unique_ptr<std::byte[]> data_;
+  std::unique_ptr<std::byte[]> heap_;     // the bytes, when on the heap
+  std::unique_ptr<SharedBuffer> shared_;  // the mapping, when in shared memory (boxed:
+                                          // a Value stays 48 bytes)
+  std::byte* bytes_ = nullptr;         // into one of the two
   size_t size_ = 0;
   bool detached_ = false;
 };

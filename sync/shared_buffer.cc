@@ -161,6 +161,10 @@ SharedBuffer& SharedBuffer::operator=(SharedBuffer&& other) noexcept {
   return *this;
 }
 
+size_t SharedBuffer::reserved_size() const {
+  return mapping_ == nullptr ? 0 : mapping_->length - kHeaderSize;
+}
+
 int SharedBuffer::fd() const { return mapping_ == nullptr ? -1 : mapping_->fd; }
 
 const std::string& SharedBuffer::name() const {

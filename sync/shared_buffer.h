@@ -291,6 +291,9 @@ class SharedBuffer {
   uint32_t creator_start_tag() const { return header_ == nullptr ? 0 : header_->creator_start_tag; }
   // How many handles in this process share this mapping (0 if empty).
   long use_count() const { return mapping_.use_count(); }
+  // max_size() from this process's own record of the mapping, without
+  // reading the header (no page fault on a mapping not used yet). 0 if empty.
+  size_t reserved_size() const;
   explicit operator bool() const { return header_ != nullptr; }
 
  private:

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/codec.h"
+#include "wharf/runtime/internal/deferred_release.h"
 #include "wharf/runtime/internal/fd_passing.h"
 #include "wharf/sync/shared_buffer.h"
 
@@ -24,7 +25,7 @@ struct FrameHeader {
   uint8_t flags;
   uint16_t nshared;
   uint16_t nports;
-  uint16_t zero0;
+  uint16_t nbufmem;  // Buffers in shared memory (crossing as their memfd)
   uint32_t nfds;
   uint32_t zero1;
   uint64_t seq;
@@ -48,6 +49,9 @@ struct PortEntry {
 static_assert(sizeof(PortEntry) == 24);
 
 constexpr char kErrorMagic = 'E';
+// In a body's Buffer size: the Buffer is in shared memory and crosses as a
+// descriptor (no bytes in the body).
+constexpr uint64_t kSharedBufferBit = uint64_t{1} << 63;
 
 std::atomic<const PortHooks*> port_hooks{nullptr};
 
@@ -69,6 +73,8 @@ bool NeedsTable(const Value& v) {
     case Value::Kind::kSharedBuffer:
     case Value::Kind::kPort:
       return true;
+    case Value::Kind::kBuffer:
+      return v.GetBuffer()->shared();  // crosses as its memory, through the table
     case Value::Kind::kArray:
       for (const Value& e : *v.GetArray()) {
         if (NeedsTable(e)) return true;
@@ -161,12 +167,15 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   }
   const size_t nshared = table.shared_buffers.size();
   const size_t nports = table.ports.size();
-  if (nshared + 2 * nports + 1 > static_cast<size_t>(kMaxFds) || nports > 0xffff) {
+  size_t nbufmem = 0;
+  for (const Buffer& b : table.buffers) nbufmem += b.shared() ? 1 : 0;
+  if (nshared + 2 * nports + nbufmem + 1 > static_cast<size_t>(kMaxFds) || nports > 0xffff) {
     give_back();
     why = absl::InvalidArgumentError(absl::StrCat(
         "DataCloneError: a message to another process may hold at most ", kMaxFds - 1,
-        " descriptors' worth of SharedBuffers (1 each) and MessagePorts (2 each); this one has ",
-        nshared, " and ", nports));
+        " descriptors' worth of SharedBuffers and shared Buffers (1 each) and MessagePorts (2 "
+        "each); this one has ",
+        nshared + nbufmem, " and ", nports));
     return SendResult::kInvalid;
   }
   // The record: the plain encoding, or a frame (its port entries are filled
@@ -179,22 +188,25 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   const bool frame = with_table || encoded->size() > end_.send.max_record();
   if (frame) {
     size_t buffer_bytes = 0;
-    for (const Buffer& b : table.buffers) buffer_bytes += b.size();
+    for (const Buffer& b : table.buffers) buffer_bytes += b.shared() ? 0 : b.size();
     body.reserve(sizeof(BodyHeader) + 8 * table.buffers.size() + sizeof(PortEntry) * nports +
                  encoded->size() + buffer_bytes);
     Append(body, BodyHeader{encoded->size(), static_cast<uint32_t>(table.buffers.size()), 0});
-    for (const Buffer& b : table.buffers) Append(body, static_cast<uint64_t>(b.size()));
+    for (const Buffer& b : table.buffers) {
+      Append(body, static_cast<uint64_t>(b.size()) | (b.shared() ? kSharedBufferBit : 0));
+    }
     ports_at = body.size();
     body.append(sizeof(PortEntry) * nports, '\0');
     body += *encoded;
     for (const Buffer& b : table.buffers) {
-      body.append(reinterpret_cast<const char*>(b.data()), b.size());
+      if (!b.shared()) body.append(reinterpret_cast<const char*>(b.data()), b.size());
     }
     out_of_line = sizeof(FrameHeader) + body.size() > end_.send.max_record();
-    const size_t nfds = nshared + 2 * nports + (out_of_line ? 1 : 0);
+    const size_t nfds = nshared + 2 * nports + nbufmem + (out_of_line ? 1 : 0);
     const FrameHeader h{kFrameMagic, static_cast<uint8_t>(out_of_line ? kOutOfLine : 0),
-                        static_cast<uint16_t>(nshared), static_cast<uint16_t>(nports), 0,
-                        static_cast<uint32_t>(nfds), 0, 0, body.size()};
+                        static_cast<uint16_t>(nshared), static_cast<uint16_t>(nports),
+                        static_cast<uint16_t>(nbufmem), static_cast<uint32_t>(nfds), 0, 0,
+                        body.size()};
     Append(framed, h);  // seq filled in under the lock
     if (!out_of_line) framed += body;
     record = &framed;
@@ -238,6 +250,9 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
       fds.push_back(e.link->memfd());
       fds.push_back(e.link->socket(e.end));
     }
+    for (const Buffer& b : table.buffers) {
+      if (b.shared()) fds.push_back(b.shared_memory()->fd());
+    }
     if (out_of_line) {
       absl::StatusOr<SharedBuffer> mem = SharedBuffer::Create(body.size());
       if (!mem.ok()) {
@@ -272,6 +287,11 @@ SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   switch (end_.send.TryWrite(*record)) {
     case RingWrite::kOk:
       message = Value();  // sent: moved from
+      // The sender's mappings of transferred shared Buffers go off this
+      // thread's path (their unmap costs in proportion to their size).
+      for (Buffer& b : table.buffers) {
+        if (b.shared()) DeferRelease(std::move(b));
+      }
       return SendResult::kOk;
     case RingWrite::kFull:  // a plain record (a framed one was checked under the lock)
       last_full_bytes_.store(record->size(), std::memory_order_relaxed);
@@ -311,8 +331,8 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
   }
   std::memcpy(&h, record.data(), sizeof h);
   const bool oob = (h.flags & kOutOfLine) != 0;
-  if ((h.flags & ~kOutOfLine) != 0 || h.zero0 != 0 || h.zero1 != 0 ||
-      h.nfds != uint32_t{h.nshared} + 2u * h.nports + (oob ? 1u : 0u) ||
+  if ((h.flags & ~kOutOfLine) != 0 || h.zero1 != 0 ||
+      h.nfds != uint32_t{h.nshared} + 2u * h.nports + h.nbufmem + (oob ? 1u : 0u) ||
       h.nfds > static_cast<uint32_t>(kMaxFds)) {
     return absl::InvalidArgumentError(
         absl::StrCat("messageerror: a frame with flags ", h.flags, ", ", h.nshared,
@@ -388,15 +408,36 @@ absl::StatusOr<Value> ShmChannel::DecodeRecord(const std::string& record) {
                                                           e.block_timeout_ns}));
   }
   size_t pos = ports_end + b.value_bytes;
+  uint32_t next_bufmem = 0;
   for (uint32_t i = 0; i < b.nbuffers; ++i) {
     uint64_t n;
     std::memcpy(&n, body.data() + sizeof b + 8 * i, sizeof n);
+    if ((n & kSharedBufferBit) != 0) {
+      // In shared memory: its descriptor, after the ports'.
+      n &= ~kSharedBufferBit;
+      if (next_bufmem >= h.nbufmem) {
+        return absl::DataLossError("messageerror: more shared Buffers than descriptors");
+      }
+      absl::StatusOr<SharedBuffer> mem =
+          SharedBuffer::FromFd(fds[h.nshared + 2 * h.nports + next_bufmem++].get());
+      absl::StatusOr<Buffer> buf = mem.ok() ? Buffer::OverSharedMemory(*std::move(mem), n)
+                                            : absl::StatusOr<Buffer>(mem.status());
+      if (!buf.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("messageerror: shared Buffer #", i, ": ", buf.status().message()));
+      }
+      table.buffers.push_back(*std::move(buf));
+      continue;
+    }
     if (n > body.size() - pos) return absl::DataLossError("messageerror: a Buffer past the body");
     absl::StatusOr<Buffer> buf = Buffer::CopyFrom(
         std::as_bytes(std::span<const char>(body.data() + pos, static_cast<size_t>(n))));
     if (!buf.ok()) return buf.status();
     table.buffers.push_back(*std::move(buf));
     pos += n;
+  }
+  if (next_bufmem != h.nbufmem) {
+    return absl::DataLossError("messageerror: more descriptors than shared Buffers");
   }
   if (pos != body.size()) return absl::DataLossError("messageerror: bytes after the last Buffer");
   return DecodeValue(body.substr(ports_end, b.value_bytes), &table);

@@ -1,4 +1,5 @@
 #include "wharf/runtime/buffer.h"
+#include "wharf/sync/shared_buffer.h"
 
 #include <cstddef>
 #include <utility>
@@ -111,4 +112,28 @@ TEST(BufferTest, EqualityConsidersDetachedState) {
 }
 
 }  // namespace
+TEST(SharedBufferBackedTest, AllocateSharedMovesAndClones) {
+  Buffer b = Buffer::AllocateShared(4096).value();
+  EXPECT_TRUE(b.shared());
+  ASSERT_NE(b.shared_memory(), nullptr);
+  EXPECT_EQ(b.size(), 4096u);
+  EXPECT_EQ(b.data(), b.shared_memory()->data());
+  for (std::byte x : b.span()) ASSERT_EQ(x, std::byte{0});
+  b.data()[7] = std::byte{7};
+  std::byte* p = b.data();
+  Buffer moved = std::move(b);
+  EXPECT_TRUE(b.detached());
+  EXPECT_FALSE(b.shared());
+  EXPECT_EQ(moved.data(), p);  // a move is a transfer: same memory
+  EXPECT_TRUE(moved.shared());
+  Buffer copy = moved.Clone().value();
+  EXPECT_FALSE(copy.shared());  // a clone is a plain heap copy
+  EXPECT_EQ(copy.data()[7], std::byte{7});
+  EXPECT_EQ(copy, moved);
+  EXPECT_EQ(Buffer::AllocateShared(Buffer::kMaxSize + 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  SharedBuffer small = SharedBuffer::Create(8).value();
+  EXPECT_EQ(Buffer::OverSharedMemory(small, 9).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace wharf

@@ -115,6 +115,20 @@ WHARF_WORKER_ENTRY(pw_fill_shared) {
   (void)ctx.parent_port().PostMessage(Value("written"));
 }
 
+
+// Takes the Buffer in worker_data, checks it is in shared memory and holds
+// its index in every byte's position, adds 1 to every byte in place, and
+// transfers it back.
+WHARF_WORKER_ENTRY(pw_bump_shared_buffer) {
+  Buffer* b = ctx.worker_data().GetBuffer();
+  if (b == nullptr || !b->shared()) throw std::invalid_argument("no shared Buffer");
+  for (size_t i = 0; i < b->size(); ++i) {
+    if (b->data()[i] != static_cast<std::byte>(i & 0xff)) throw std::runtime_error("bad bytes");
+    b->data()[i] = static_cast<std::byte>((i + 1) & 0xff);
+  }
+  (void)ctx.parent_port().PostMessage(std::move(ctx.worker_data()));  // transferred back
+}
+
 WHARF_WORKER_ENTRY(pw_echo) {
   ctx.parent_port().OnMessage([&ctx](Value v) {
     (void)ctx.parent_port().PostMessage(std::move(v));
@@ -445,6 +459,34 @@ TEST(ProcessWorkerTest, SharedBufferIsSharedNotCopied) {
   loop.Run();
   ASSERT_EQ(reply, "written");
   for (int i = 0; i < 256; ++i) ASSERT_EQ(sb.data()[i], static_cast<std::byte>(i)) << i;
+}
+
+
+// A Buffer in shared memory crosses as that memory (the sender is left
+// detached), and comes back the same way.
+TEST(ProcessWorkerTest, SharedMemoryBufferIsTransferredNotCopied) {
+  Watchdog dog("shared Buffer", absl::Seconds(30));
+  EventLoop loop;
+  Buffer b = Buffer::AllocateShared(1 << 20).value();
+  ASSERT_TRUE(b.shared());
+  for (size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<std::byte>(i & 0xff);
+  Value data(std::move(b));
+  auto w = Worker::Start("pw_bump_shared_buffer", Process(loop, std::move(data)));
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::optional<Value> back;
+  w->OnMessage([&](Value v) { back = std::move(v); });
+  Ending end;
+  end.Attach(*w);
+  loop.Run();
+  ASSERT_FALSE(end.error.has_value()) << end.error->ToString();
+  ASSERT_TRUE(back.has_value());
+  Buffer* got = back->GetBuffer();
+  ASSERT_NE(got, nullptr);
+  EXPECT_TRUE(got->shared());
+  ASSERT_EQ(got->size(), size_t{1} << 20);
+  for (size_t i = 0; i < got->size(); ++i) {
+    ASSERT_EQ(got->data()[i], static_cast<std::byte>((i + 1) & 0xff)) << i;
+  }
 }
 
 TEST(ProcessWorkerTest, LargeMessagesTravelOutOfLine) {

@@ -142,6 +142,27 @@ struct WorkerState {
     for (Promise<int>& p : promises) (void)p.SetValue(code);
   }
 
+  // Owner thread, at Start (both isolations): owner_port on the owner loop,
+  // its close and message errors routed here, and the worker's ref on the
+  // loop. Weak references: the port lives in the state, and a handler may
+  // destroy the Worker.
+  absl::Status AttachOwnerPort(const std::shared_ptr<WorkerState>& self) {
+    MessagePort& port = owner_port;
+    if (absl::Status s = port.Start(*owner_loop); !s.ok()) return s;
+    port.Unref();  // the worker's own ref (owner_ref) decides
+    std::weak_ptr<WorkerState> weak = self;
+    port.OnClose([weak] {
+      if (std::shared_ptr<WorkerState> st = weak.lock()) st->OnPortClosed();
+    });
+    port.OnMessageError([weak](absl::Status s) {
+      std::shared_ptr<WorkerState> st = weak.lock();
+      if (st == nullptr || st->detached) return;
+      if (auto h = st->on_message_error) h(std::move(s));
+    });
+    owner_ref = EventLoop::RefHandle(*owner_loop);
+    return absl::OkStatus();
+  }
+
   // Owner thread.
   void FireOnline() {
     if (detached || online_fired) return;
@@ -281,20 +302,7 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   state->worker_port = std::move(worker_end);
   state->worker_data = std::move(clone->Commit());
 
-  MessagePort& port = state->owner_port;
-  if (absl::Status s = port.Start(*loop); !s.ok()) return s;
-  port.Unref();  // the worker's own ref (owner_ref) decides
-  // Weak: the port lives in the state; a handler may destroy the Worker.
-  std::weak_ptr<WorkerState> weak = state;
-  port.OnClose([weak] {
-    if (std::shared_ptr<WorkerState> st = weak.lock()) st->OnPortClosed();
-  });
-  port.OnMessageError([weak](absl::Status s) {
-    std::shared_ptr<WorkerState> st = weak.lock();
-    if (st == nullptr || st->detached) return;
-    if (auto h = st->on_message_error) h(std::move(s));
-  });
-  state->owner_ref = EventLoop::RefHandle(*loop);
+  if (absl::Status s = state->AttachOwnerPort(state); !s.ok()) return s;
 
   WorkerState* raw = state.get();
   absl::Status started = std::get<runtime_internal::ThreadBackend>(state->backend).Start(
@@ -356,19 +364,8 @@ absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions
     return s;
   }
 
-  MessagePort& owner_port = state->owner_port;
-  if (absl::Status s = owner_port.Start(*loop); !s.ok()) return s;
-  owner_port.Unref();
+  if (absl::Status s = state->AttachOwnerPort(state); !s.ok()) return s;
   std::weak_ptr<WorkerState> weak = state;
-  owner_port.OnClose([weak] {
-    if (std::shared_ptr<WorkerState> st = weak.lock()) st->OnPortClosed();
-  });
-  owner_port.OnMessageError([weak](absl::Status s) {
-    std::shared_ptr<WorkerState> st = weak.lock();
-    if (st == nullptr || st->detached) return;
-    if (auto h = st->on_message_error) h(std::move(s));
-  });
-  state->owner_ref = EventLoop::RefHandle(*loop);
   absl::Status started = backend.Start(
       options, entry_name, state->id, *loop,
       [weak] {

@@ -244,10 +244,34 @@ using runtime_internal::WorkerState;
 
 namespace {
 
+// What both isolations do at Start once the entry is known: the owner loop
+// (FailedPrecondition without one), worker_data checked and taken as a
+// message is (all or nothing), and the owner's state.
+struct Started {
+  StructuredClone clone;
+  std::shared_ptr<WorkerState> state;
+};
+absl::StatusOr<Started> BeginStart(WorkerOptions& options) {
+  EventLoop* loop = options.loop != nullptr ? options.loop : EventLoop::Current();
+  if (loop == nullptr) {
+    return absl::FailedPreconditionError(
+        "Worker::Start needs an owner EventLoop: call it from a loop callback or set "
+        "WorkerOptions::loop");
+  }
+  absl::StatusOr<StructuredClone> clone =
+      options.transfer.empty() ? StructuredClone::Move(std::move(options.worker_data))
+                               : StructuredClone::Copy(options.worker_data, options.transfer);
+  if (!clone.ok()) return clone.status();
+  auto state = std::make_shared<WorkerState>();
+  state->id = next_worker_id.fetch_add(1, std::memory_order_relaxed);
+  state->name = options.name;
+  state->owner_loop = loop;
+  return Started{*std::move(clone), std::move(state)};
+}
+
 // Start for isolation kProcess: the entry is a name, looked up here (so a
 // typo fails now, not in the child) and again by the child.
 absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions& options,
-                                    EventLoop* loop,
                                     absl::AnyInvocable<absl::StatusOr<Worker>(
                                         std::shared_ptr<WorkerState>)> wrap);
 
@@ -261,8 +285,7 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
           "cross processes): register the entry with WHARF_WORKER_ENTRY(name) or "
           "WorkerRegistry::Register and start it by name");
     }
-    return StartProcess(entry.name_, options, options.loop != nullptr ? options.loop
-                                                                      : EventLoop::Current(),
+    return StartProcess(entry.name_, options,
                         [](std::shared_ptr<WorkerState> st) { return Worker(std::move(st)); });
   }
   if (options.resource_limits.any()) {
@@ -279,23 +302,11 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
     fn = std::move(entry.fn_);
     if (!fn) return absl::InvalidArgumentError("Worker::Start: null entry function");
   }
-  EventLoop* loop = options.loop != nullptr ? options.loop : EventLoop::Current();
-  if (loop == nullptr) {
-    return absl::FailedPreconditionError(
-        "Worker::Start needs an owner EventLoop: call it from a loop callback or set "
-        "WorkerOptions::loop");
-  }
-  // worker_data is handed over exactly as a message is: checked first, all
-  // or nothing.
-  absl::StatusOr<StructuredClone> clone =
-      options.transfer.empty() ? StructuredClone::Move(std::move(options.worker_data))
-                               : StructuredClone::Copy(options.worker_data, options.transfer);
-  if (!clone.ok()) return clone.status();
-
-  auto state = std::make_shared<WorkerState>();
-  state->id = next_worker_id.fetch_add(1, std::memory_order_relaxed);
-  state->name = std::move(options.name);
-  state->owner_loop = loop;
+  absl::StatusOr<Started> begun = BeginStart(options);
+  if (!begun.ok()) return begun.status();
+  StructuredClone* clone = &begun->clone;
+  std::shared_ptr<WorkerState> state = std::move(begun->state);
+  EventLoop* loop = state->owner_loop;
   state->entry = std::move(fn);
   auto [owner_end, worker_end] = MessageChannel::Create();
   state->owner_port = std::move(owner_end);
@@ -329,29 +340,19 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
 namespace {
 
 absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions& options,
-                                    EventLoop* loop,
                                     absl::AnyInvocable<absl::StatusOr<Worker>(
                                         std::shared_ptr<WorkerState>)> wrap) {
   if (absl::StatusOr<WorkerFunction> found = WorkerRegistry::Find(entry_name); !found.ok()) {
     return found.status();
   }
-  if (loop == nullptr) {
-    return absl::FailedPreconditionError(
-        "Worker::Start needs an owner EventLoop: call it from a loop callback or set "
-        "WorkerOptions::loop");
-  }
   if (options.stack_size != 0 && options.resource_limits.stack_bytes == 0) {
     options.resource_limits.stack_bytes = options.stack_size;
   }
-  absl::StatusOr<StructuredClone> clone =
-      options.transfer.empty() ? StructuredClone::Move(std::move(options.worker_data))
-                               : StructuredClone::Copy(options.worker_data, options.transfer);
-  if (!clone.ok()) return clone.status();
-
-  auto state = std::make_shared<WorkerState>();
-  state->id = next_worker_id.fetch_add(1, std::memory_order_relaxed);
-  state->name = options.name;
-  state->owner_loop = loop;
+  absl::StatusOr<Started> begun = BeginStart(options);
+  if (!begun.ok()) return begun.status();
+  StructuredClone* clone = &begun->clone;
+  std::shared_ptr<WorkerState> state = std::move(begun->state);
+  EventLoop* loop = state->owner_loop;
   auto& backend = state->backend.emplace<runtime_internal::ProcessBackend>();
   absl::StatusOr<MessagePort> port = backend.Prepare();
   if (!port.ok()) return port.status();

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "wharf/runtime/internal/broadcast_relay.h"
 #include "wharf/runtime/internal/loop_access.h"
 #include "wharf/runtime/internal/loop_source.h"
 #include "wharf/runtime/internal/receiving_end.h"
@@ -35,25 +36,42 @@ using sync_internal::EventCount;
 // written under mu, read relaxed; the doorbell's fences order it (the pair of
 // loop_source.h).
 struct BroadcastMember final : LoopSource {
-  explicit BroadcastMember(std::string n) : name(std::move(n)) {}
+  BroadcastMember(std::string n, size_t backlog) : name(std::move(n)), max_backlog(backlog) {}
   const std::string name;
+  const size_t max_backlog;
+
+  // A message, or a gap: `dropped` messages that never reached this channel
+  // (its own backlog was full, or — `remote` — they were dropped on the way
+  // from another process). A gap is one entry however long.
+  struct Entry {
+    Value value;
+    uint64_t dropped = 0;
+    bool remote = false;
+  };
 
   Mutex mu;
-  std::deque<Value> queue;        // guarded by mu
+  std::deque<Entry> queue;        // guarded by mu
   EventLoop* loop = nullptr;      // guarded by mu: the senders' copy of receiving.loop()
   std::atomic<size_t> queued{0};  // queue.size(), written under mu
   std::atomic<bool> closed{false};  // set under mu
   EventCount ready{FutexScope::kPrivate, EventCount::Fences::kAsymmetric};
 
-  // Owner / loop thread: OnMessage's handler, the loop, the ref.
+  // Owner / loop thread: OnMessage's and OnMessageError's handlers, the
+  // loop, the ref.
   ReceivingEnd receiving;
+  std::function<void(absl::Status)> on_message_error;
 
   bool Pending() override { return queued.load(std::memory_order_relaxed) != 0; }
   bool Deliver() override {
-    std::optional<Value> v = Take();
-    if (!v.has_value()) return false;
+    std::optional<Entry> e = Take();
+    if (!e.has_value()) return false;
+    if (e->dropped != 0) {
+      // messageerror, in its place; dropped without a handler.
+      if (std::function<void(absl::Status)> h = on_message_error) h(GapStatus(*e));
+      return true;
+    }
     // A handler may close or destroy its own channel (ReceivingEnd).
-    if (receiving.has_handler()) receiving.Deliver(std::move(*v));
+    if (receiving.has_handler()) receiving.Deliver(std::move(e->value));
     return true;  // with no handler the message is dropped, as in Node
   }
 
@@ -67,19 +85,57 @@ struct BroadcastMember final : LoopSource {
 
   void UpdateRef() { receiving.UpdateRef(!closed.load(std::memory_order_relaxed)); }
 
-  std::optional<Value> Take() {
+  absl::Status GapStatus(const Entry& e) const {
+    if (e.remote) {
+      return absl::DataLossError(sync_internal::Cat(
+          "BroadcastChannel \"", name, "\": ", e.dropped,
+          " message(s) dropped on the way from another process: this process fell behind "
+          "(its link's ring was full)"));
+    }
+    return absl::DataLossError(sync_internal::Cat(
+        "BroadcastChannel \"", name, "\": ", e.dropped,
+        " message(s) dropped: this channel fell behind (max_backlog = ", max_backlog,
+        " messages queued)"));
+  }
+
+  std::optional<Entry> Take() {
     MutexLock lock(mu);
     if (queue.empty()) return std::nullopt;
-    Value v = std::move(queue.front());
+    Entry e = std::move(queue.front());
     queue.pop_front();
     queued.store(queue.size(), std::memory_order_relaxed);
-    return v;
+    return e;
   }
 
   void Enqueue(Value v) {
     MutexLock lock(mu);
     if (closed.load(std::memory_order_relaxed)) return;  // v dies after unlock
-    queue.push_back(std::move(v));
+    if (queue.size() >= max_backlog) {
+      AddGapLocked(1, /*remote=*/false);
+      return;
+    }
+    queue.push_back(Entry{std::move(v)});
+    WakeLocked();
+  }
+
+  void EnqueueGap(uint64_t dropped) {
+    MutexLock lock(mu);
+    if (closed.load(std::memory_order_relaxed)) return;
+    AddGapLocked(dropped, /*remote=*/true);
+  }
+
+ private:
+  // Extends a gap at the back, or appends one (past max_backlog by at most
+  // one entry).
+  void AddGapLocked(uint64_t dropped, bool remote) {
+    if (!queue.empty() && queue.back().dropped != 0 && queue.back().remote == remote) {
+      queue.back().dropped += dropped;
+      return;
+    }
+    queue.push_back(Entry{Value(), dropped, remote});
+    WakeLocked();
+  }
+  void WakeLocked() {
     queued.store(queue.size(), std::memory_order_relaxed);
     if (loop != nullptr) LoopAccess::Doorbell(*loop).Notify();
     ready.Notify();
@@ -98,26 +154,63 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-std::shared_ptr<BroadcastMember> Join(std::string name) {
-  auto m = std::make_shared<BroadcastMember>(std::move(name));
+std::shared_ptr<BroadcastMember> Join(std::string name, const BroadcastOptions& options) {
+  auto m = std::make_shared<BroadcastMember>(std::move(name), std::max<size_t>(1, options.max_backlog));
   Registry& r = GetRegistry();
   MutexLock lock(r.mu);
   r.groups[m->name].push_back(m);
   return m;
 }
 
+// The open channels of `name` but `except`.
+std::vector<std::shared_ptr<BroadcastMember>> MembersOf(const std::string& name,
+                                                        const BroadcastMember* except) {
+  std::vector<std::shared_ptr<BroadcastMember>> out;
+  Registry& r = GetRegistry();
+  MutexLock lock(r.mu);
+  auto it = r.groups.find(name);
+  if (it != r.groups.end()) {
+    out.reserve(it->second.size());
+    for (const auto& m : it->second) {
+      if (m.get() != except) out.push_back(m);
+    }
+  }
+  return out;
+}
+
+// One clone per receiver, the last one gets `message` itself.
+void DeliverTo(const std::vector<std::shared_ptr<BroadcastMember>>& targets, Value message) {
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (i + 1 == targets.size()) {
+      targets[i]->Enqueue(std::move(message));
+      return;
+    }
+    absl::StatusOr<Value> copy = message.Clone();  // cannot fail: cloned once already
+    if (copy.ok()) targets[i]->Enqueue(*std::move(copy));
+  }
+}
+
 }  // namespace
+
+void DeliverToLocalChannels(const std::string& name, Value message) {
+  DeliverTo(MembersOf(name, nullptr), std::move(message));
+}
+
+void ReportGapToLocalChannels(const std::string& name, uint64_t dropped) {
+  for (const auto& m : MembersOf(name, nullptr)) m->EnqueueGap(dropped);
+}
+
 }  // namespace runtime_internal
 
 using runtime_internal::BroadcastMember;
 
-BroadcastChannel::BroadcastChannel(std::string name)
-    : member_(runtime_internal::Join(std::move(name))) {
+BroadcastChannel::BroadcastChannel(std::string name, BroadcastOptions options)
+    : member_(runtime_internal::Join(std::move(name), options)) {
   if (EventLoop* loop = EventLoop::Current()) (void)Start(*loop);
 }
 
-BroadcastChannel::BroadcastChannel(std::string name, EventLoop& loop)
-    : member_(runtime_internal::Join(std::move(name))) {
+BroadcastChannel::BroadcastChannel(std::string name, EventLoop& loop, BroadcastOptions options)
+    : member_(runtime_internal::Join(std::move(name), options)) {
   (void)Start(loop);
 }
 
@@ -150,29 +243,14 @@ absl::Status BroadcastChannel::PostMessage(const Value& message) {
     return absl::InvalidArgumentError(
         sync_internal::Cat("DataCloneError: ", first.status().message()));
   }
-  std::vector<std::shared_ptr<BroadcastMember>> targets;
-  {
-    runtime_internal::Registry& r = runtime_internal::GetRegistry();
-    MutexLock lock(r.mu);
-    auto it = r.groups.find(member_->name);
-    if (it != r.groups.end()) {
-      targets.reserve(it->second.size());
-      for (const auto& m : it->second) {
-        if (m != member_) targets.push_back(m);
-      }
-    }
+  // Other processes first: a message that cannot leave the process is
+  // refused before anyone has it.
+  runtime_internal::BroadcastRelay& relay = runtime_internal::BroadcastRelay::Get();
+  if (relay.HasLinks()) {
+    if (absl::Status s = relay.Forward(member_->name, *first, 0); !s.ok()) return s;
   }
-  for (size_t i = 0; i < targets.size(); ++i) {
-    Value v;
-    if (i + 1 == targets.size()) {
-      v = *std::move(first);
-    } else {
-      absl::StatusOr<Value> copy = first->Clone();  // cannot fail: `first` cloned already
-      if (!copy.ok()) return copy.status();
-      v = *std::move(copy);
-    }
-    targets[i]->Enqueue(std::move(v));
-  }
+  runtime_internal::DeliverTo(runtime_internal::MembersOf(member_->name, member_.get()),
+                              *std::move(first));
   return absl::OkStatus();
 }
 
@@ -205,6 +283,10 @@ absl::Status BroadcastChannel::Start(EventLoop& loop) {
   return absl::OkStatus();
 }
 
+void BroadcastChannel::OnMessageError(std::function<void(absl::Status)> handler) {
+  if (member_ != nullptr) member_->on_message_error = std::move(handler);
+}
+
 void BroadcastChannel::Ref() {
   if (member_ == nullptr) return;
   member_->receiving.SetWantRef(true);
@@ -219,7 +301,11 @@ void BroadcastChannel::Unref() {
 
 std::optional<Value> BroadcastChannel::TryReceive() {
   if (member_ == nullptr) return std::nullopt;
-  return member_->Take();
+  // A gap has no place in TryReceive's answer: skipped (Receive reports it).
+  while (std::optional<BroadcastMember::Entry> e = member_->Take()) {
+    if (e->dropped == 0) return std::move(e->value);
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<Value> BroadcastChannel::Receive(absl::Duration timeout) {
@@ -227,8 +313,12 @@ absl::StatusOr<Value> BroadcastChannel::Receive(absl::Duration timeout) {
   BroadcastMember& m = *member_;
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  const auto answer = [&m](BroadcastMember::Entry e) -> absl::StatusOr<Value> {
+    if (e.dropped != 0) return m.GapStatus(e);  // messageerror, in its place
+    return std::move(e.value);
+  };
   for (;;) {
-    if (std::optional<Value> v = m.Take()) return *std::move(v);
+    if (std::optional<BroadcastMember::Entry> e = m.Take()) return answer(*std::move(e));
     if (closed()) return absl::CancelledError("BroadcastChannel closed");
     const sync_internal::EventCount::Key key = m.ready.PrepareWait();
     if (m.queued.load(std::memory_order_relaxed) != 0 || closed()) {
@@ -236,7 +326,7 @@ absl::StatusOr<Value> BroadcastChannel::Receive(absl::Duration timeout) {
       continue;
     }
     if (!m.ready.CommitWaitInterruptible(key, deadline) && absl::Now() >= deadline) {
-      if (std::optional<Value> v = m.Take()) return *std::move(v);
+      if (std::optional<BroadcastMember::Entry> e = m.Take()) return answer(*std::move(e));
       return absl::DeadlineExceededError("no message before the timeout");
     }
   }
@@ -245,7 +335,7 @@ absl::StatusOr<Value> BroadcastChannel::Receive(absl::Duration timeout) {
 void BroadcastChannel::Close() {
   if (member_ == nullptr) return;
   BroadcastMember& m = *member_;
-  std::deque<Value> dropped;
+  std::deque<BroadcastMember::Entry> dropped;
   {
     MutexLock lock(m.mu);
     if (m.closed.load(std::memory_order_relaxed)) return;
@@ -268,6 +358,7 @@ void BroadcastChannel::Close() {
   // A handler may be closing its own channel: the handler and the member
   // survive its return (ReceivingEnd); `member_` may hold the last reference.
   m.receiving.SetHandler(nullptr);
+  m.on_message_error = nullptr;
   m.receiving.Stop(&m);
 }
 

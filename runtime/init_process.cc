@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "wharf/runtime/internal/broadcast_relay.h"
 #include "wharf/runtime/internal/port_access.h"
 #include "wharf/runtime/internal/process_backend.h"
 #include "wharf/runtime/internal/shm_channel.h"
@@ -108,6 +109,12 @@ void WriteExitRecord(runtime_internal::ShmLinkHeader& h, const WorkerExitRecord&
   // worker_data: the first message, posted before the child was started.
   absl::StatusOr<Value> data = port.Receive(absl::Seconds(10));
   if (!data.ok()) Fail(absl::StrCat("no worker_data from the owner: ", data.status().message()));
+  // Then this process's link of the BroadcastChannel tree.
+  absl::StatusOr<Value> bus = port.Receive(absl::Seconds(10));
+  if (!bus.ok() || bus->GetPort() == nullptr || !bus->GetPort()->valid()) {
+    Fail("no BroadcastChannel link from the owner");
+  }
+  runtime_internal::BroadcastRelay::Get().Add(std::move(*bus->GetPort()));
   if (absl::Status s = ApplyLimits(args.limits); !s.ok()) Fail(std::string(s.message()));
 
   runtime_internal::WorkerControl control;

@@ -385,6 +385,26 @@ absl::StatusOr<ExportedPort> PortAccess::Export(MessagePort& port) {
   return out;
 }
 
+absl::Status PortAccess::TryPostNow(MessagePort& port, Value& message) {
+  if (port.core_ == nullptr) return absl::FailedPreconditionError("port closed (empty MessagePort)");
+  absl::Status why;
+  switch (port.core_->transport.TrySend(1 - port.side_, message, why)) {
+    case SendResult::kOk:
+      return absl::OkStatus();
+    case SendResult::kClosed:
+      return absl::FailedPreconditionError("port closed");
+    case SendResult::kMoved:  // PortChannel::TrySend retries it itself
+    case SendResult::kFull:
+    case SendResult::kBusy:
+      return absl::ResourceExhaustedError("port full: no room at the receiver now");
+    case SendResult::kNoMemory:
+      return absl::ResourceExhaustedError("out of memory queueing a message");
+    case SendResult::kInvalid:
+      return why;
+  }
+  return absl::InternalError("unknown send result");
+}
+
 MessagePort PortAccess::OverLink(ShmChannelEnd end, const PortOptions& options) {
   // Side 0 here by convention: the transport ignores sides (it has one).
   return MessagePort(std::make_shared<PortCore>(options, std::move(end), 0), 0);
@@ -470,6 +490,8 @@ SendOutcome Send(PortCore& core, int to, Value& message) {
         } catch (const Interrupted&) {
           return {absl::AbortedError("interrupted"), true};
         }
+        continue;
+      case SendResult::kMoved:  // PortChannel::TrySend retries it itself
         continue;
       case SendResult::kFull:
         break;

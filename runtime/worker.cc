@@ -306,7 +306,6 @@ absl::StatusOr<Worker> Worker::Start(WorkerEntry entry, WorkerOptions options) {
   if (!begun.ok()) return begun.status();
   StructuredClone* clone = &begun->clone;
   std::shared_ptr<WorkerState> state = std::move(begun->state);
-  EventLoop* loop = state->owner_loop;
   state->entry = std::move(fn);
   auto [owner_end, worker_end] = MessageChannel::Create();
   state->owner_port = std::move(owner_end);
@@ -364,6 +363,7 @@ absl::StatusOr<Worker> StartProcess(const std::string& entry_name, WorkerOptions
     clone->Rollback();
     return s;
   }
+  if (absl::Status s = backend.JoinBroadcastTree(state->owner_port); !s.ok()) return s;
 
   if (absl::Status s = state->AttachOwnerPort(state); !s.ok()) return s;
   std::weak_ptr<WorkerState> weak = state;

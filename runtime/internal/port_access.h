@@ -11,6 +11,7 @@
 
 namespace wharf {
 class MessagePort;
+class Value;
 struct PortOptions;
 namespace runtime_internal {
 
@@ -39,6 +40,12 @@ struct PortAccess {
   // is left empty here without its channel being closed.
   static absl::Status CheckLeaving(const MessagePort& port);
   static absl::StatusOr<ExportedPort> Export(MessagePort& port);
+  // One attempt to post `message` (no ports inside it), never waiting:
+  // ResourceExhausted when the receiver has no room now (its capacity, or a
+  // shared-memory ring that is full), FailedPrecondition once closed,
+  // InvalidArgument "DataCloneError: ..." when it cannot travel on this
+  // transport. `message` is moved from only on success. Any thread.
+  static absl::Status TryPostNow(MessagePort& port, Value& message);
   // For tests and benchmarks: two ports of this process that talk through a
   // fresh link exactly as two processes would.
   static absl::StatusOr<std::pair<MessagePort, MessagePort>> ShmPairForTesting(

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "wharf/runtime/internal/broadcast_relay.h"
 #include "wharf/runtime/internal/port_access.h"
 #include "wharf/runtime/internal/shm_channel.h"
 #include "wharf/runtime/wait_async.h"
@@ -124,6 +125,7 @@ ProcessBackend::~ProcessBackend() {
   if (watching_) loop_->UnwatchFd(watch_);
   if (child_.has_value() && !reported_) (void)child_->Kill(SIGKILL);
   StopTerminator();  // before child_ (and its pidfd) goes
+  LeaveBroadcastTree(absl::CancelledError("port closed"));
   // child_'s destructor kills and reaps a child still running.
 }
 
@@ -134,6 +136,19 @@ absl::StatusOr<MessagePort> ProcessBackend::Prepare() {
   absl::StatusOr<ShmChannelEnd> end = ShmChannelEnd::Open(link_, 0);
   if (!end.ok()) return end.status();
   return PortAccess::OverLink(*std::move(end), PortOptions{});
+}
+
+absl::Status ProcessBackend::JoinBroadcastTree(MessagePort& owner_port) {
+  auto [mine, theirs] = MessageChannel::Create();
+  // Sent to a process: the channel moves to a link of its own here.
+  if (absl::Status s = owner_port.PostMessage(Value(std::move(theirs))); !s.ok()) return s;
+  broadcast_link_ = BroadcastRelay::Get().Add(std::move(mine));
+  return absl::OkStatus();
+}
+
+void ProcessBackend::LeaveBroadcastTree(absl::Status cause) {
+  if (broadcast_link_ == 0) return;
+  BroadcastRelay::Get().Remove(std::exchange(broadcast_link_, 0), std::move(cause));
 }
 
 absl::Status ProcessBackend::Start(const WorkerOptions& options, const std::string& entry,
@@ -263,14 +278,15 @@ void ProcessBackend::Reap(const ExitStatus& status) {
     watching_ = false;
   }
   WorkerExitRecord record = RecordOf(status);
-  // The port: what the child published is delivered, then it closes.
+  // The ports: what the child published is delivered, then they close.
+  const absl::Status cause =
+      status.signal != 0
+          ? absl::AbortedError(absl::StrCat("port closed: worker ", status.ToString()))
+          : absl::CancelledError("port closed");
   if (owner_port_ != nullptr) {
-    if (ShmChannel* shm = PortAccess::Shm(*owner_port_)) {
-      shm->PeerGone(status.signal != 0
-                        ? absl::AbortedError(absl::StrCat("port closed: worker ", status.ToString()))
-                        : absl::CancelledError("port closed"));
-    }
+    if (ShmChannel* shm = PortAccess::Shm(*owner_port_)) shm->PeerGone(cause);
   }
+  LeaveBroadcastTree(cause);
   // Completes the online wait if it is still pending.
   (void)atomics::Notify(Cell(link_->header().online));
   if (on_end_) {
@@ -295,6 +311,7 @@ void ProcessBackend::Join() {
   if (ShmChannel* shm = owner_port_ != nullptr ? PortAccess::Shm(*owner_port_) : nullptr) {
     shm->PeerGone(absl::CancelledError("port closed"));
   }
+  LeaveBroadcastTree(absl::CancelledError("port closed"));
   (void)atomics::Notify(Cell(link_->header().online));
   on_end_ = nullptr;
 }

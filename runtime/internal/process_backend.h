@@ -3,6 +3,8 @@
 // init_process.cc). The two sides share:
 //   - a ShmLink (shm_link.h): the worker's channel (the parent port's two
 //     rings), the terminate word, the online word and the exit record;
+//   - the child's link of the BroadcastChannel tree (a MessagePort sent as
+//     the second message, after worker_data);
 //   - the child's command line (ProcessWorkerArgs): argv[1] is kArgTag,
 //     then the entry, the worker's name and id, the parent's pid, the limits,
 //     then the user's arguments. The link's memfd and socket are inherited
@@ -82,6 +84,11 @@ class ProcessBackend {
   // Makes the link and the owner's port over it (to hand worker_data to
   // before the child starts). Owner thread.
   absl::StatusOr<MessagePort> Prepare();
+  // After worker_data is posted on the owner port: sends the child its link
+  // of the BroadcastChannel tree (its second bootstrap message;
+  // broadcast_relay.h) and adds this end to the process's relay. Owner
+  // thread.
+  absl::Status JoinBroadcastTree(MessagePort& owner_port);
   // Spawns the child and watches it on `loop`. `on_online` runs on `loop`
   // when the child starts its entry; `on_end` once, on `loop`, with its end.
   // Errors: those of posix_spawn (NotFound for a missing executable...).
@@ -105,8 +112,10 @@ class ProcessBackend {
   void Reap(const ExitStatus& status);
   WorkerExitRecord RecordOf(const ExitStatus& status) const;
   void StopTerminator();
+  void LeaveBroadcastTree(absl::Status cause);
 
   std::shared_ptr<ShmLink> link_;
+  uint64_t broadcast_link_ = 0;  // the relay's id of the child's bus link (0: none)
   MessagePort* owner_port_ = nullptr;  // for PeerGone; the WorkerState owns it
   std::optional<ChildProcess> child_;
   EventLoop* loop_ = nullptr;

@@ -35,9 +35,11 @@
 //
 // Across processes (a process Worker's ports; docs/processes.md) the same
 // API holds, with what a process boundary implies: a message is encoded
-// (codec.h), so a string must be valid UTF-8 and a MessagePort cannot be
-// sent (both InvalidArgument "DataCloneError: ..."); Buffers are copied,
-// SharedBuffers shared; a record that arrives damaged is a message error
+// (codec.h), so a string must be valid UTF-8 (else InvalidArgument
+// "DataCloneError: ..."); Buffers are copied (those made by
+// Buffer::AllocateShared are transferred as their memory), SharedBuffers
+// shared, MessagePorts move with their channel (which switches to shared
+// memory, keeping what was queued, in order); a record that arrives damaged is a message error
 // (OnMessageError, or the status Receive returns, in its place in the
 // order).
 //

@@ -13,9 +13,90 @@ a consumer who brings their own Abseil/Boost/GoogleTest keeps theirs.
 
 load(":system_repo.bzl", "system_cc_library", "system_repo")
 
+# Abseil is linked from its archives, not its shared objects: Debian splits
+# it into ~30 .so files, and loading them (mmaps, relocations, page faults)
+# was most of a process worker's start-up (//bench:ipc_bench
+# BM_WorkerStart; docs/benchmarks.md). The archives depend on each other in
+# ways the targets below do not spell out, so every target links all of them
+# as one group (:archives); the linker takes only the members in use.
+_ABSL_ARCHIVES = [
+    "absl_bad_any_cast_impl",
+    "absl_bad_optional_access",
+    "absl_bad_variant_access",
+    "absl_base",
+    "absl_city",
+    "absl_civil_time",
+    "absl_cord",
+    "absl_cord_internal",
+    "absl_cordz_functions",
+    "absl_cordz_handle",
+    "absl_cordz_info",
+    "absl_cordz_sample_token",
+    "absl_debugging_internal",
+    "absl_demangle_internal",
+    "absl_examine_stack",
+    "absl_exponential_biased",
+    "absl_failure_signal_handler",
+    "absl_flags_commandlineflag",
+    "absl_flags_commandlineflag_internal",
+    "absl_flags_config",
+    "absl_flags_internal",
+    "absl_flags_marshalling",
+    "absl_flags_parse",
+    "absl_flags_private_handle_accessor",
+    "absl_flags_program_name",
+    "absl_flags_reflection",
+    "absl_flags_usage",
+    "absl_flags_usage_internal",
+    "absl_graphcycles_internal",
+    "absl_hash",
+    "absl_hashtablez_sampler",
+    "absl_int128",
+    "absl_leak_check",
+    "absl_log_severity",
+    "absl_low_level_hash",
+    "absl_malloc_internal",
+    "absl_periodic_sampler",
+    "absl_random_distributions",
+    "absl_random_internal_distribution_test_util",
+    "absl_random_internal_platform",
+    "absl_random_internal_pool_urbg",
+    "absl_random_internal_randen",
+    "absl_random_internal_randen_hwaes",
+    "absl_random_internal_randen_hwaes_impl",
+    "absl_random_internal_randen_slow",
+    "absl_random_internal_seed_material",
+    "absl_random_seed_gen_exception",
+    "absl_random_seed_sequences",
+    "absl_raw_hash_set",
+    "absl_raw_logging_internal",
+    "absl_scoped_set_env",
+    "absl_spinlock_wait",
+    "absl_stacktrace",
+    "absl_status",
+    "absl_statusor",
+    "absl_str_format_internal",
+    "absl_strerror",
+    "absl_strings",
+    "absl_strings_internal",
+    "absl_symbolize",
+    "absl_synchronization",
+    "absl_throw_delegate",
+    "absl_time",
+    "absl_time_zone",
+]
+
+def _absl_lib(name, libs = [], deps = []):
+    # `libs` documents what the target stands for; :archives links it.
+    return system_cc_library(name, deps = deps + ["//:archives"])
+
 def _absl_packages():
-    lib = system_cc_library
+    lib = _absl_lib
     return {
+        "": system_cc_library(
+            "archives",
+            extra_linkopts = ["-Wl,--start-group"] + ["-l:lib%s.a" % a for a in _ABSL_ARCHIVES] + ["-Wl,--end-group"],
+        ),
         "absl/base": lib("core_headers") + lib("base", libs = ["absl_base", "absl_raw_logging_internal", "absl_spinlock_wait"]),
         "absl/status": lib(
             "status",

@@ -1,9 +1,11 @@
-// Process workers: what only a process can show — deaths by signal, limits,
-// Terminate's grace period, a child dying with its parent, memory shared
-// through a message, records too large for the ring, hostile records, and
-// nothing left behind in /dev/shm. (Everything both isolations do is in the
+// Process workers: what only a process can show — deaths by signal (one
+// holding a robust Mutex in shared memory among them), limits, Terminate's
+// grace period, a child dying with its parent, memory shared through a
+// message, records too large for the ring, hostile records, and nothing left
+// behind in /dev/shm. (Everything both isolations do is in the
 // typed suite of worker_test.cc, which runs for processes too.)
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -15,10 +17,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,12 +34,15 @@
 #include "wharf/runtime/event_loop.h"
 #include "wharf/runtime/init_process.h"
 #include "wharf/runtime/internal/port_access.h"
+#include "wharf/runtime/internal/process_backend.h"
 #include "wharf/runtime/internal/shm_channel.h"
 #include "wharf/runtime/internal/shm_link.h"
 #include "wharf/runtime/internal/shm_ring.h"
 #include "wharf/runtime/message_port.h"
 #include "wharf/runtime/value.h"
 #include "wharf/runtime/worker.h"
+#include "wharf/sync/lock_result.h"
+#include "wharf/sync/mutex.h"
 #include "wharf/sync/shared_buffer.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
@@ -94,16 +101,53 @@ WHARF_WORKER_ENTRY(pw_deaf) {
   for (;;) ::usleep(100000);
 }
 
-// Starts a process worker of its own (pw_pid_then_wait), posts [own pid,
-// the grandchild's pid], and stays.
+// worker_data {"leaf": an entry name}: posts its own pid, starts a process
+// worker of its own running the leaf (pw_pid_then_wait, pw_pid_then_flood:
+// its first message is its pid), posts [own pid, m] for every message m the
+// leaf posts, and stays.
 WHARF_WORKER_ENTRY(pw_middle) {
-  auto leaf = Worker::Start("pw_pid_then_wait", WorkerOptions{.isolation = Isolation::kProcess});
+  (void)ctx.parent_port().PostMessage(Value(static_cast<int64_t>(::getpid())));
+  Value* entry = ctx.worker_data()["leaf"];
+  if (entry == nullptr || !entry->AsString().ok()) throw std::invalid_argument("no leaf");
+  auto leaf = Worker::Start(std::string(*entry->AsString()),
+                            WorkerOptions{.isolation = Isolation::kProcess});
   if (!leaf.ok()) throw std::runtime_error(std::string(leaf.status().message()));
   auto* keep = new Worker(*std::move(leaf));  // lives until this process dies
-  keep->OnMessage([&ctx](Value pid) {
+  keep->OnMessage([&ctx](Value m) {
     (void)ctx.parent_port().PostMessage(
-        Value::Array(static_cast<int64_t>(::getpid()), std::move(pid)));
+        Value::Array(static_cast<int64_t>(::getpid()), std::move(m)));
   });
+}
+
+// The lock fault test's shared data: a plain struct at the start of a
+// SharedBuffer (all-zero bytes are an unlocked Mutex). `mu` guards the rest.
+struct LockedCounter {
+  Mutex mu;
+  int64_t count;   // how many lockers reached their critical section
+  int64_t holder;  // the pid of the process inside it; 0 when none is
+};
+static_assert(std::is_trivially_destructible_v<LockedCounter>);
+
+LockedCounter& CounterIn(SharedBuffer& sb) {
+  return *std::launder(reinterpret_cast<LockedCounter*>(sb.data()));
+}
+
+// worker_data: a SharedBuffer holding a LockedCounter. Locks it (plainly: a
+// repaired mutex is expected), counts itself in and marks itself the holder,
+// posts its pid, then blocks holding the lock, outside any Wharf wait, until
+// it is killed.
+WHARF_WORKER_ENTRY(pw_lock_and_hold) {
+  SharedBuffer* sb = ctx.worker_data().GetSharedBuffer();
+  if (sb == nullptr || sb->size() < sizeof(LockedCounter)) {
+    throw std::invalid_argument("no SharedBuffer");
+  }
+  LockedCounter& c = CounterIn(*sb);
+  const LockResult r = c.mu.Lock();
+  if (r != LockResult::kOk) throw std::runtime_error("Lock: " + std::string(LockResultName(r)));
+  ++c.count;
+  c.holder = ::getpid();
+  (void)ctx.parent_port().PostMessage(Value(static_cast<int64_t>(::getpid())));
+  for (;;) ::usleep(100000);
 }
 
 // worker_data: a SharedBuffer; writes 0..255 into its first 256 bytes and
@@ -220,13 +264,59 @@ std::vector<std::string> ShmNames() {
   return names;
 }
 
-bool ProcessGone(pid_t pid, absl::Duration within) {
+// Polls `done` every 10 ms until it holds (true) or `within` has passed
+// (false): an upper bound for hang detection, not a speed requirement.
+template <class Predicate>
+bool Eventually(absl::Duration within, Predicate done) {
   const absl::Time until = absl::Now() + within;
-  while (absl::Now() < until) {
-    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  for (;;) {
+    if (done()) return true;
+    if (absl::Now() >= until) return false;
     absl::SleepFor(absl::Milliseconds(10));
   }
-  return false;
+}
+
+bool ProcessGone(pid_t pid, absl::Duration within) {
+  return Eventually(within, [pid] { return ::kill(pid, 0) != 0 && errno == ESRCH; });
+}
+
+// The live processes whose command line is that of a process worker started
+// by `owner` (ProcessWorkerArgs holds the owner's pid): they are found from
+// their exec on, before they could post their pid. A zombie's command line is
+// empty: the dead are not counted.
+std::vector<pid_t> ProcessWorkersOf(pid_t owner) {
+  std::vector<pid_t> found;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return found;
+  while (dirent* e = ::readdir(d)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    // read(2), not a stream: a process that ends meanwhile fails the read
+    // (ESRCH), which libstdc++'s filebuf throws.
+    std::string cmdline;
+    const int fd = ::open((std::string("/proc/") + e->d_name + "/cmdline").c_str(),
+                          O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char chunk[4096];
+    for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) cmdline.append(chunk, n);
+    ::close(fd);
+    std::vector<char*> argv;  // into cmdline: each argument ends with '\0'
+    for (size_t i = 0; i < cmdline.size();) {
+      argv.push_back(&cmdline[i]);
+      const size_t nul = cmdline.find('\0', i);
+      if (nul == std::string::npos) break;
+      i = nul + 1;
+    }
+    argv.push_back(nullptr);
+    const auto args = runtime_internal::ProcessWorkerArgs::Parse(
+        static_cast<int>(argv.size() - 1), argv.data());
+    if (args.ok() && args->has_value() && (*args)->parent_pid == owner) {
+      found.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  ::closedir(d);
+  return found;
 }
 
 struct Ending {
@@ -244,6 +334,21 @@ struct Ending {
     });
   }
 };
+
+// The end of a worker killed with SIGKILL: OnError naming the signal, then
+// OnExit(128 + 9).
+::testing::AssertionResult KilledBySigkill(const Ending& end) {
+  if (!end.error.has_value()) return ::testing::AssertionFailure() << "no OnError";
+  if (end.error->type != "wharf::WorkerKilled" ||
+      end.error->message != "worker killed by signal 9 (SIGKILL)") {
+    return ::testing::AssertionFailure() << "OnError: " << end.error->ToString();
+  }
+  if (end.code != 128 + SIGKILL) return ::testing::AssertionFailure() << "OnExit(" << end.code << ")";
+  if (end.order != std::vector<std::string>{"error", "exit"}) {
+    return ::testing::AssertionFailure() << "OnError and OnExit out of order";
+  }
+  return ::testing::AssertionSuccess();
+}
 
 WorkerOptions Process(EventLoop& loop, Value data = Value()) {
   return WorkerOptions{.worker_data = std::move(data), .loop = &loop,
@@ -317,12 +422,77 @@ TEST(ProcessWorkerTest, SigkillMidStreamLosesNothingPublishedAndIsReported) {
     loop.Run();
     ASSERT_TRUE(in_order) << "round " << round;
     ASSERT_GE(next, kill_after);
-    ASSERT_TRUE(end.error.has_value());
-    EXPECT_EQ(end.error->type, "wharf::WorkerKilled");
-    EXPECT_EQ(end.error->message, "worker killed by signal 9 (SIGKILL)");
-    EXPECT_EQ(end.code, 128 + SIGKILL);
-    EXPECT_EQ(end.order, (std::vector<std::string>{"error", "exit"}));
+    ASSERT_TRUE(KilledBySigkill(end)) << "round " << round;
   }
+  EXPECT_EQ(ShmNames(), shm_before) << "a killed worker left something in /dev/shm";
+}
+
+// SIGKILL of a process worker that holds a robust Mutex in shared memory:
+// the next locker (here, the parent) gets the lock within a bounded time,
+// told that the owner died (kOwnerDied), with what the dead owner wrote in
+// place; it repairs, marks the mutex consistent and unlocks, and the next
+// lock is plain. The parent locks at three moments: asleep in Lock() before
+// the kill, right after the kill (the owner may still be dying), and once
+// the worker's end was reported (it was reaped). One mutex serves every
+// round, so each round also starts from the previous repair.
+TEST(ProcessWorkerTest, SigkillOfALockHolderHandsTheLockOnAsOwnerDied) {
+  Watchdog dog("sigkill lock holder loop", absl::Seconds(240));
+  const std::vector<std::string> shm_before = ShmNames();
+  const int rounds = kSanitized ? 30 : 102;  // a third per moment
+  enum Moment { kAsleepBeforeTheKill, kRightAfterTheKill, kAfterTheEnd };
+  SharedBuffer sb = SharedBuffer::Create(sizeof(LockedCounter)).value();
+  LockedCounter& c = *new (sb.data()) LockedCounter{};
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const Moment moment = static_cast<Moment>(round % 3);
+    EventLoop loop;
+    auto w = Worker::Start("pw_lock_and_hold", Process(loop, Value(sb)));
+    ASSERT_TRUE(w.ok()) << w.status();
+    Ending end;
+    end.Attach(*w);
+    // The parent's take-over, on the thread that locks. The bound is for
+    // hang detection: a dead owner is replaced within ~2 check periods.
+    LockResult taken = LockResult::kBusy;
+    int64_t count = -1, holder = -1;
+    absl::Status consistent = absl::UnknownError("not marked");
+    auto take_over = [&] {
+      taken = c.mu.LockFor(absl::Seconds(10));
+      if (!Acquired(taken)) return;
+      count = c.count;
+      holder = c.holder;
+      c.holder = 0;  // the repair: nobody is inside any more
+      if (taken == LockResult::kOwnerDied) consistent = c.mu.MarkConsistent();
+      c.mu.Unlock();
+    };
+    pid_t pid = 0;
+    std::thread asleep;
+    w->OnMessage([&](Value v) {  // the worker holds the lock
+      pid = static_cast<pid_t>(*v.AsInt());
+      if (moment == kAsleepBeforeTheKill) {
+        asleep = std::thread(take_over);
+        // Kill once the locker has announced itself: it sleeps on the word.
+        while ((c.mu.RawWordForTesting() & Mutex::kWaitersBit) == 0) {
+          absl::SleepFor(absl::Microseconds(100));
+        }
+      }
+      ASSERT_EQ(::kill(pid, SIGKILL), 0);
+      if (moment == kRightAfterTheKill) take_over();
+    });
+    loop.Run();
+    if (asleep.joinable()) asleep.join();
+    if (moment == kAfterTheEnd) take_over();
+    ASSERT_TRUE(KilledBySigkill(end));
+    ASSERT_EQ(taken, LockResult::kOwnerDied) << LockResultName(taken);
+    EXPECT_TRUE(consistent.ok()) << consistent;
+    EXPECT_EQ(count, round + 1);  // the dead owner's writes are there
+    EXPECT_EQ(holder, pid);
+    // Repaired: the next lock is plain, and sees the repair.
+    ASSERT_EQ(c.mu.LockFor(absl::Seconds(10)), LockResult::kOk);
+    EXPECT_EQ(c.holder, 0);
+    EXPECT_EQ(c.mu.MarkConsistent().code(), absl::StatusCode::kFailedPrecondition);
+    c.mu.Unlock();
+  }
+  EXPECT_EQ(c.mu.RawWordForTesting(), 0u);
   EXPECT_EQ(ShmNames(), shm_before) << "a killed worker left something in /dev/shm";
 }
 
@@ -425,25 +595,77 @@ TEST(ProcessWorkerTest, TerminateKillsADeafWorkerAfterTheGracePeriod) {
   EXPECT_EQ(end.code, 1);
 }
 
-// A process worker may start process workers of its own; when it dies, its
-// own child dies with it (PR_SET_PDEATHSIG).
+// A process worker may start process workers of its own; when it is
+// SIGKILLed, its own child dies with it (PR_SET_PDEATHSIG), whatever stage
+// the child is at. The middle process is killed right after it started
+// (after a delay varied per round over the time its child takes to start:
+// before the spawn, in it, in the child's start-up or its entry), once its
+// child is online, or while the child's messages flow through it. Each time
+// no process it started survives it, and nothing is left in /dev/shm.
 TEST(ProcessWorkerTest, GrandchildDiesWithItsParent) {
-  Watchdog dog("pdeathsig", absl::Seconds(60));
-  EventLoop loop;
-  auto w = Worker::Start("pw_middle", Process(loop));
-  ASSERT_TRUE(w.ok()) << w.status();
-  pid_t middle = 0, leaf = 0;
-  w->OnMessage([&](Value v) {
-    middle = static_cast<pid_t>(*(*v.GetArray())[0].AsInt());
-    leaf = static_cast<pid_t>(*(*v.GetArray())[1].AsInt());
-    ::kill(middle, SIGKILL);
-  });
-  Ending end;
-  end.Attach(*w);
-  loop.Run();
-  ASSERT_NE(leaf, 0);
-  EXPECT_EQ(end.code, 128 + SIGKILL);
-  EXPECT_TRUE(ProcessGone(leaf, absl::Seconds(10))) << "the grandchild outlived its parent";
+  Watchdog dog("pdeathsig loop", absl::Seconds(240));
+  const std::vector<std::string> shm_before = ShmNames();
+  const int rounds = kSanitized ? 30 : 102;  // a third per moment
+  // The longest start of a child seen so far (the middle's pid to the
+  // leaf's), over which the kills of the first moment are spread.
+  absl::Duration child_start = absl::Milliseconds(20);
+  enum Moment { kWhileItStartsItsChild, kOnceItsChildIsOnline, kWhileMessagesFlow };
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    const Moment moment = static_cast<Moment>(round % 3);
+    EventLoop loop;
+    Value data = Value::Map();
+    data.GetMap()->Set("leaf", moment == kWhileMessagesFlow ? "pw_pid_then_flood"
+                                                            : "pw_pid_then_wait");
+    auto w = Worker::Start("pw_middle", Process(loop, std::move(data)));
+    ASSERT_TRUE(w.ok()) << w.status();
+    Ending end;
+    end.Attach(*w);
+    const absl::Duration delay = child_start * (((round * 7919) % 1000) / 1000.0);
+    const int64_t kill_after = 1 + (round * 7919) % 2000;  // messages from the leaf
+    pid_t middle = 0, leaf = 0;
+    absl::Time middle_started;
+    std::vector<pid_t> leaf_found;  // by ProcessWorkersOf, while alive
+    int64_t flowed = 0;
+    bool killed = false;
+    auto kill_middle = [&] {
+      killed = true;
+      ASSERT_EQ(::kill(middle, SIGKILL), 0);
+    };
+    w->OnMessage([&](Value v) {
+      if (middle == 0) {  // its pid, before it starts its child
+        middle = static_cast<pid_t>(*v.AsInt());
+        middle_started = absl::Now();
+        if (moment == kWhileItStartsItsChild) {
+          absl::SleepFor(delay);
+          kill_middle();
+        }
+        return;
+      }
+      if (leaf == 0) {  // the leaf's pid: it is online
+        leaf = static_cast<pid_t>(*(*v.GetArray())[1].AsInt());
+        if (killed) return;
+        child_start = std::max(child_start, absl::Now() - middle_started);
+        leaf_found = ProcessWorkersOf(middle);
+        if (moment == kOnceItsChildIsOnline) kill_middle();
+        return;
+      }
+      if (!killed && ++flowed == kill_after) kill_middle();
+    });
+    loop.Run();
+    ASSERT_NE(middle, 0);
+    ASSERT_TRUE(killed);
+    ASSERT_TRUE(KilledBySigkill(end));
+    if (moment != kWhileItStartsItsChild) {
+      ASSERT_EQ(leaf_found, std::vector<pid_t>{leaf}) << "ProcessWorkersOf cannot see the leaf";
+    }
+    if (leaf != 0) {
+      EXPECT_TRUE(ProcessGone(leaf, absl::Seconds(10))) << "the grandchild outlived its parent";
+    }
+    EXPECT_TRUE(Eventually(absl::Seconds(10), [&] { return ProcessWorkersOf(middle).empty(); }))
+        << "a process the killed middle started outlived it";
+  }
+  EXPECT_EQ(ShmNames(), shm_before) << "a killed worker left something in /dev/shm";
 }
 
 // --- What crosses -------------------------------------------------------------

@@ -104,6 +104,7 @@ void WriteExitRecord(runtime_internal::ShmLinkHeader& h, const WorkerExitRecord&
   absl::StatusOr<runtime_internal::ShmChannelEnd> end =
       runtime_internal::ShmChannelEnd::Open(*link, 1);
   if (!end.ok()) Fail(std::string(end.status().message()));
+  end->watch_peer = false;  // this process dies with its owner (PR_SET_PDEATHSIG)
   MessagePort port = runtime_internal::PortAccess::OverLink(*std::move(end), PortOptions{});
   runtime_internal::ShmLinkHeader& header = (*link)->header();
   // worker_data: the first message, posted before the child was started.
@@ -114,6 +115,7 @@ void WriteExitRecord(runtime_internal::ShmLinkHeader& h, const WorkerExitRecord&
   if (!bus.ok() || bus->GetPort() == nullptr || !bus->GetPort()->valid()) {
     Fail("no BroadcastChannel link from the owner");
   }
+  runtime_internal::PortAccess::UnwatchPeer(*bus->GetPort());  // the owner's death ends us
   runtime_internal::BroadcastRelay::Get().Add(std::move(*bus->GetPort()));
   if (absl::Status s = ApplyLimits(args.limits); !s.ok()) Fail(std::string(s.message()));
 

@@ -371,6 +371,7 @@ absl::StatusOr<ExportedPort> PortAccess::Export(MessagePort& port) {
     if (ShmChannel* shm = core->transport.shm()) {
       // Already over a link: the end itself moves on (the link's state is
       // all in the shared memory), nothing to close here.
+      shm->Leaving();
       out = ExportOf(shm->end().link, shm->end().end, core->options);
     } else {
       absl::StatusOr<std::shared_ptr<ShmLink>> link =
@@ -383,6 +384,10 @@ absl::StatusOr<ExportedPort> PortAccess::Export(MessagePort& port) {
   core->end[side].Reset();
   port.core_.reset();
   return out;
+}
+
+void PortAccess::UnwatchPeer(MessagePort& port) {
+  if (ShmChannel* shm = Shm(port)) shm->StopWatchingPeer();
 }
 
 absl::Status PortAccess::TryPostNow(MessagePort& port, Value& message) {

@@ -46,6 +46,9 @@ struct PortAccess {
   // InvalidArgument "DataCloneError: ..." when it cannot travel on this
   // transport. `message` is moved from only on success. Any thread.
   static absl::Status TryPostNow(MessagePort& port, Value& message);
+  // The port's peer process is watched otherwise (a Worker's pidfd, or the
+  // relay's Remove): no PeerWatch for it (peer_watch.h).
+  static void UnwatchPeer(MessagePort& port);
   // For tests and benchmarks: two ports of this process that talk through a
   // fresh link exactly as two processes would.
   static absl::StatusOr<std::pair<MessagePort, MessagePort>> ShmPairForTesting(

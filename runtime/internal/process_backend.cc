@@ -135,6 +135,7 @@ absl::StatusOr<MessagePort> ProcessBackend::Prepare() {
   link_ = *std::move(link);
   absl::StatusOr<ShmChannelEnd> end = ShmChannelEnd::Open(link_, 0);
   if (!end.ok()) return end.status();
+  end->watch_peer = false;  // the child's pidfd is watched (Start)
   return PortAccess::OverLink(*std::move(end), PortOptions{});
 }
 
@@ -142,6 +143,7 @@ absl::Status ProcessBackend::JoinBroadcastTree(MessagePort& owner_port) {
   auto [mine, theirs] = MessageChannel::Create();
   // Sent to a process: the channel moves to a link of its own here.
   if (absl::Status s = owner_port.PostMessage(Value(std::move(theirs))); !s.ok()) return s;
+  PortAccess::UnwatchPeer(mine);  // LeaveBroadcastTree closes it when the child ends
   broadcast_link_ = BroadcastRelay::Get().Add(std::move(mine));
   return absl::OkStatus();
 }

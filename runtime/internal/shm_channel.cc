@@ -1,5 +1,8 @@
 #include "wharf/runtime/internal/shm_channel.h"
 
+#include "wharf/runtime/internal/peer_watch.h"
+#include "wharf/sync/internal/thread_identity.h"
+
 #include <algorithm>
 #include <mutex>
 #include <cstring>
@@ -108,7 +111,39 @@ absl::StatusOr<ShmChannelEnd> ShmChannelEnd::Open(std::shared_ptr<ShmLink> link,
 }
 
 ShmChannel::ShmChannel(ShmChannelEnd end, int local_side, size_t capacity)
-    : end_(std::move(end)), local_side_(local_side), capacity_(capacity) {}
+    : end_(std::move(end)), local_side_(local_side), capacity_(capacity) {
+  end_.link->header().holder[end_.end].store(ShmLink::ThisProcess(), std::memory_order_release);
+  if (end_.watch_peer) {
+    watched_.store(true, std::memory_order_relaxed);
+    PeerWatch::Add(this);
+  }
+}
+
+ShmChannel::~ShmChannel() { StopWatchingPeer(); }
+
+void ShmChannel::StopWatchingPeer() {
+  if (watched_.exchange(false, std::memory_order_acq_rel)) PeerWatch::Remove(this);
+}
+
+void ShmChannel::Leaving() {
+  StopWatchingPeer();
+  // Before the record that carries the end is written: a watcher that finds
+  // this process dead later must not take it for the holder.
+  uint64_t mine = ShmLink::ThisProcess();
+  end_.link->header().holder[end_.end].compare_exchange_strong(mine, 0, std::memory_order_acq_rel);
+}
+
+void ShmChannel::CheckPeer() {
+  if (PeerGoneNow() || local_closed_.load(std::memory_order_relaxed)) return;
+  std::atomic<uint64_t>& slot = end_.link->header().holder[1 - end_.end];
+  const uint64_t holder = slot.load(std::memory_order_acquire);
+  if (holder == 0 || holder == ShmLink::ThisProcess()) return;  // in transit, or us
+  if (sync_internal::CheckOwner(holder) != sync_internal::OwnerState::kDead) return;
+  // Still the holder after it was found dead: not an end handed on meanwhile.
+  if (slot.load(std::memory_order_acquire) != holder) return;
+  PeerGone(absl::AbortedError(absl::StrCat("port closed: the process holding the other end (pid ",
+                                           sync_internal::OwnerTid(holder), ") died")));
+}
 
 SendResult ShmChannel::TrySend(int to, Value& message, absl::Status& why) {
   (void)to;  // always the peer's side
@@ -501,7 +536,7 @@ bool ShmChannel::closed() const {
 absl::Status ShmChannel::CloseCause(int side) const {
   if (PeerGoneNow()) {
     MutexLock lock(cause_mu_);
-    return gone_cause_;
+    return absl::Status(gone_code_, gone_message_);
   }
   return absl::CancelledError("port closed");
 }
@@ -539,7 +574,8 @@ void ShmChannel::PeerGone(absl::Status cause) {
   {
     MutexLock lock(cause_mu_);
     if (peer_gone_.load(std::memory_order_relaxed)) return;
-    gone_cause_ = std::move(cause);
+    gone_code_ = cause.code();
+    gone_message_ = std::string(cause.message());
     peer_gone_.store(true, std::memory_order_release);
   }
   // Nobody reads our ring any more: sends fail from now on (the bit is the

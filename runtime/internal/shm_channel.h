@@ -106,6 +106,9 @@ struct ShmChannelEnd {
   int end = 0;  // the link end this process is (writes ring `end`)
   ShmRing send;
   ShmRing receive;
+  // Whether PeerWatch should watch the other end's holder (false for a
+  // Worker's own port: its pidfd says more, and sooner).
+  bool watch_peer = true;
   // FailedPrecondition/DataLoss when the link's rings are not valid.
   static absl::StatusOr<ShmChannelEnd> Open(std::shared_ptr<ShmLink> link, int end);
 };
@@ -115,6 +118,7 @@ class ShmChannel {
   // `local_side`: the port side this process receives on (the port's side_).
   // `capacity`: most messages queued towards the peer; 0 = unbounded.
   ShmChannel(ShmChannelEnd end, int local_side, size_t capacity);
+  ~ShmChannel();
   ShmChannel(const ShmChannel&) = delete;
   ShmChannel& operator=(const ShmChannel&) = delete;
 
@@ -146,6 +150,13 @@ class ShmChannel {
 
   // The link end, for a port that leaves this process (hand-off).
   const ShmChannelEnd& end() const { return end_; }
+  // The end is about to leave in a message: this process no longer holds
+  // it (the holder slot reads "in transit" until the next one opens it).
+  void Leaving();
+  // PeerWatch: PeerGone if the process holding the other end died.
+  void CheckPeer();
+  // No PeerWatch for this channel (it is watched otherwise). Any thread.
+  void StopWatchingPeer();
   // A message in its place that the peer will see as a message error (a
   // queued message that could not cross when its port moved). Never blocks.
   void WriteErrorRecord(std::string_view why);
@@ -164,8 +175,13 @@ class ShmChannel {
   std::atomic<size_t> last_full_bytes_{0};  // the record a sender found no room for
   std::atomic<bool> local_closed_{false};
   std::atomic<bool> peer_gone_{false};
+  std::atomic<bool> watched_{false};  // registered with PeerWatch
   mutable Mutex cause_mu_;
-  absl::Status gone_cause_;  // guarded by cause_mu_
+  // Guarded by cause_mu_. Kept as parts, not as a Status: a Status shared
+  // between threads has its reference count in uninstrumented Abseil, which
+  // TSan cannot follow.
+  absl::StatusCode gone_code_ = absl::StatusCode::kCancelled;
+  std::string gone_message_;
   // Receiver-owned.
   std::string record_;
   std::deque<absl::Status> errors_;

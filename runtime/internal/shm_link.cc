@@ -1,13 +1,30 @@
 #include "wharf/runtime/internal/shm_link.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
 #include <new>
 
 #include "absl/strings/str_cat.h"
 #include "wharf/runtime/internal/fd_passing.h"
 #include "wharf/runtime/internal/shm_ring.h"
+#include "wharf/sync/internal/thread_identity.h"
 
 namespace wharf::runtime_internal {
+
+uint64_t ShmLink::ThisProcess() {
+  static std::atomic<uint64_t> cached{0};
+  const uint32_t pid = static_cast<uint32_t>(::getpid());
+  uint64_t id = cached.load(std::memory_order_relaxed);
+  if (id == 0 || sync_internal::OwnerTid(id) != pid) {  // first call, or a fork()ed child
+    bool alive = false;
+    const uint32_t tag = sync_internal::ReadStartTag(pid, &alive);
+    id = (uint64_t{tag} << 32) | pid;
+    cached.store(id, std::memory_order_relaxed);
+  }
+  return id;
+}
 
 absl::StatusOr<std::shared_ptr<ShmLink>> ShmLink::Create(size_t ring_capacity) {
   if (ring_capacity < ShmRing::kMinCapacity || ring_capacity > ShmRing::kMaxCapacity ||

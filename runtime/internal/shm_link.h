@@ -39,7 +39,12 @@ struct ShmLinkHeader {
   uint64_t magic;        // kMagic once Create finished
   uint32_t version;      // kVersion
   uint32_t ring_bytes;   // bytes of each ring (ShmRing::BytesFor(capacity))
-  uint64_t reserved0[6];
+  // Who holds end e's port now: ShmLink::ThisProcess() of that process, or
+  // 0 (not known: not opened yet, or in transit to another process). The
+  // holder writes it when it opens the end and clears it before the end
+  // leaves in a message; the other end's holder watches it (peer_watch.h).
+  std::atomic<uint64_t> holder[2];
+  uint64_t reserved0[4];
   // Parent → child: 1 once Terminate() was called (a futex word the child's
   // watcher thread sleeps on).
   alignas(64) std::atomic<uint32_t> terminate;
@@ -58,14 +63,20 @@ struct ShmLinkHeader {
 };
 static_assert(std::is_standard_layout_v<ShmLinkHeader>);
 static_assert(std::is_trivially_destructible_v<ShmLinkHeader>);
+static_assert(offsetof(ShmLinkHeader, holder) == 16);
 static_assert(offsetof(ShmLinkHeader, terminate) == 64);
 static_assert(offsetof(ShmLinkHeader, exit_written) == 128);
 static_assert(offsetof(ShmLinkHeader, error_type) == 192);
 static_assert(sizeof(ShmLinkHeader) == 4224);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 class ShmLink {
  public:
+  // This process as a holder: (start-time tag << 32) | pid, the identity
+  // sync_internal::CheckOwner judges (pid reuse safe). Never 0.
+  static uint64_t ThisProcess();
+
   static constexpr uint64_t kMagic = 0x314B4E4C46524857;  // "WHRFLNK1", little-endian
   static constexpr uint32_t kVersion = 1;
   // Where the rings start (page-aligned, after the header).

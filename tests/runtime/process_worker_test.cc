@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -194,6 +195,18 @@ WHARF_WORKER_ENTRY(pw_echo_port) {
   }
 }
 
+// worker_data {"port"}: posts its pid on the port, then echoes as
+// pw_echo_port.
+WHARF_WORKER_ENTRY(pw_pid_then_echo_port) {
+  MessagePort& port = *ctx.worker_data()["port"]->GetPort();
+  if (!port.PostMessage(Value(static_cast<int64_t>(::getpid()))).ok()) return;
+  for (;;) {
+    absl::StatusOr<Value> v = port.Receive();
+    if (!v.ok()) return;
+    if (!port.PostMessage(*std::move(v)).ok()) return;
+  }
+}
+
 // worker_data {"port", "n"}: posts 0..n-1 on the port, then reports "sent".
 WHARF_WORKER_ENTRY(pw_send_n_on_port) {
   MessagePort& port = *ctx.worker_data()["port"]->GetPort();
@@ -223,7 +236,9 @@ WHARF_WORKER_ENTRY(pw_count_on_port) {
 WHARF_WORKER_ENTRY(pw_hop) {
   Value data = Value::Map();
   data.GetMap()->Set("port", std::move(*ctx.worker_data()["port"]));
-  auto leaf = Worker::Start("pw_echo_port",
+  const Value* leaf_entry = ctx.worker_data()["leaf"];
+  auto leaf = Worker::Start(leaf_entry != nullptr ? std::string(*leaf_entry->AsString())
+                                                  : std::string("pw_echo_port"),
                             WorkerOptions{.worker_data = std::move(data),
                                           .isolation = Isolation::kProcess});
   if (!leaf.ok()) throw std::runtime_error(std::string(leaf.status().message()));
@@ -802,6 +817,46 @@ TEST(ProcessPortTest, PortHopsToAGrandchild) {
   }
   here.Close();
   loop.Run();
+}
+
+// A port whose other end is held by a process no Worker of ours watches —
+// a child's (the port is not its Worker's own) or, after a hop, a
+// grandchild's — closes when that process is SIGKILLed: Receive returns
+// Aborted naming its pid (PeerWatch), within a bounded time, and a post
+// fails.
+TEST(ProcessPortTest, PortClosesWhenTheProcessHoldingItsOtherEndDies) {
+  Watchdog dog("holder death", absl::Seconds(120));
+  const std::vector<std::string> shm_before = ShmNames();
+  for (int round = 0; round < 6; ++round) {
+    const bool hop = round % 2 == 1;
+    EventLoop loop;
+    auto [here, there] = MessageChannel::Create();
+    Value data = Value::Map();
+    data.GetMap()->Set("port", std::move(there));
+    if (hop) data.GetMap()->Set("leaf", "pw_pid_then_echo_port");
+    auto w = Worker::Start(hop ? "pw_hop" : "pw_pid_then_echo_port",
+                           Process(loop, std::move(data)));
+    ASSERT_TRUE(w.ok()) << w.status();
+    Ending end;
+    end.Attach(*w);
+    absl::StatusOr<Value> pid = here.Receive(absl::Seconds(30));
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    ASSERT_TRUE(here.PostMessage(Value("ping")).ok());
+    ASSERT_EQ(*here.Receive(absl::Seconds(30))->AsString(), "ping");
+    ASSERT_EQ(::kill(static_cast<pid_t>(*pid->AsInt()), SIGKILL), 0);
+    const absl::Time killed = absl::Now();
+    absl::StatusOr<Value> after = here.Receive(absl::Seconds(30));
+    EXPECT_LT(absl::Now() - killed, absl::Seconds(10)) << "round " << round;
+    ASSERT_EQ(after.status().code(), absl::StatusCode::kAborted) << after.status();
+    EXPECT_NE(after.status().message().find(absl::StrCat("(pid ", *pid->AsInt(), ") died")),
+              std::string::npos)
+        << after.status();
+    EXPECT_TRUE(here.closed());
+    EXPECT_FALSE(here.PostMessage(Value("late")).ok());
+    loop.Run();  // the worker (or the middle, once its leaf ended) reports its end
+    EXPECT_NE(end.code, -100);
+  }
+  EXPECT_EQ(ShmNames(), shm_before);
 }
 
 // 10^6 messages into one port from 3 producer processes: the sending end

@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
 #include "wharf/runtime/buffer.h"
 #include "wharf/runtime/event_loop.h"
@@ -440,17 +441,8 @@ WHARF_WORKER_ENTRY(bc_stall_member) {
   (void)ctx.parent_port().PostMessage(Value(static_cast<int64_t>(::getpid())));
 }
 
-std::vector<std::string> ShmNames() {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+// /dev/shm apart from other tests' names (they run beside this one).
+std::vector<std::string> ShmNames() { return ::wharf::testing::ShmEntriesExceptTestNames(); }
 
 Value MemberData(int64_t id, int64_t count, int64_t members, int64_t child) {
   Value data = Value::Map();

@@ -30,6 +30,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/unique_name.h"
 #include "tests/testing/watchdog.h"
 #include "wharf/runtime/codec.h"
 #include "wharf/runtime/event_loop.h"
@@ -267,17 +268,8 @@ WHARF_WORKER_ENTRY(pw_producer) {
 
 // --- Helpers -----------------------------------------------------------------
 
-std::vector<std::string> ShmNames() {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
+// /dev/shm apart from other tests' names (they run beside this one).
+std::vector<std::string> ShmNames() { return ::wharf::testing::ShmEntriesExceptTestNames(); }
 
 // Polls `done` every 10 ms until it holds (true) or `within` has passed
 // (false): an upper bound for hang detection, not a speed requirement.

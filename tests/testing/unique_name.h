@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 #include <string>
@@ -50,6 +51,22 @@ inline std::vector<std::string> ShmLeftovers() {
     ::closedir(dir);
   }
   return left;
+}
+
+// Every /dev/shm entry except those of UniqueName (any test's, any process):
+// what a runtime test compares before and after killing workers, while other
+// tests of the run (sharing /dev/shm) create and remove their own names.
+inline std::vector<std::string> ShmEntriesExceptTestNames() {
+  std::vector<std::string> names;
+  if (DIR* dir = ::opendir("/dev/shm")) {
+    while (const dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name[0] != '.' && name.rfind("wharf_test_", 0) != 0) names.push_back(name);
+    }
+    ::closedir(dir);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace wharf::testing

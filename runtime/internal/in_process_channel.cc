@@ -131,7 +131,12 @@ bool InProcessChannel::WaitReadable(int side, absl::Time deadline) {
   Direction& d = dir_[side];
   EventCount& ec = *d.doorbell.load(std::memory_order_relaxed);  // owner: stable
   const EventCount::Key key = ec.PrepareWait();
-  if (Readable(side) || Drained(side)) {
+  // Sealed for a move: nothing will ever ring this doorbell again (senders
+  // go to the new transport), so a receiver that decided to wait here just
+  // before the move was published must not sleep: its caller looks again
+  // and finds the new transport. (migrating_ is stored before Migrate's
+  // WakeAll: either that wake sees this waiter, or this check sees it.)
+  if (Readable(side) || Drained(side) || migrating_.load(std::memory_order_acquire)) {
     ec.CancelWait();
     return true;
   }

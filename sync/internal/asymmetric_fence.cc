@@ -5,6 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@ namespace wharf::sync_internal {
 namespace asymmetric_fence_internal {
 
 std::atomic<int> mode{0};
+std::atomic<int> shared_mode{0};
 
 namespace {
 
@@ -50,7 +53,33 @@ void MprotectBarrier() {
   }
 }
 
+// Whether the kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED (the same for
+// every process on this machine, a forked child included).
+bool KernelHasGlobalExpedited() {
+  static const bool has = [] {
+    const long cmds = Membarrier(MEMBARRIER_CMD_QUERY);
+    return cmds >= 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0;
+  }();
+  return has;
+}
+
+// A child forked without exec may not inherit the registration: it probes
+// (and registers) again before its light side drops a fence.
+void ResetSharedModeInChild() { shared_mode.store(0, std::memory_order_relaxed); }
+
 }  // namespace
+
+int ProbeShared() {
+  static const bool at_fork = [] { return pthread_atfork(nullptr, nullptr, &ResetSharedModeInChild) == 0; }();
+  // Without the fork handler a forked child could keep mode 1 unregistered:
+  // then never drop the fence.
+  const int m = at_fork && KernelHasGlobalExpedited() &&
+                        Membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+                    ? 1
+                    : 2;
+  shared_mode.store(m, std::memory_order_relaxed);
+  return m;
+}
 
 int Probe() {
   static const int probed = RegisterMembarrier() ? 1 : 2;
@@ -73,6 +102,14 @@ void HeavyFence() {
   // which needs no registration.
   if (RegisterMembarrier() && Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return;
   MprotectBarrier();
+}
+
+bool HeavyFenceShared() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // our own accesses
+  // Without the command no process registers, so every light side is a
+  // real fence and ours above completes the pair.
+  if (!asymmetric_fence_internal::KernelHasGlobalExpedited()) return true;
+  return asymmetric_fence_internal::Membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
 }
 
 }  // namespace wharf::sync_internal

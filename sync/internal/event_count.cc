@@ -1,5 +1,6 @@
 #include "wharf/sync/internal/event_count.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "wharf/sync/futex.h"
@@ -9,10 +10,25 @@
 
 namespace wharf::sync_internal {
 
+namespace {
+// Set by a PrepareWait whose HeavyFenceShared was refused (see Fences).
+thread_local bool bounded_sleep = false;
+}  // namespace
+
+bool EventCount::TakeBoundedSleep() noexcept {
+  const bool b = bounded_sleep;
+  bounded_sleep = false;
+  return b;
+}
+
 EventCount::Key EventCount::PrepareWait() noexcept {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   if (asymmetric_) {
-    HeavyFence();  // A: matches B
+    if (scope_ == FutexScope::kShared) {
+      if (!HeavyFenceShared()) bounded_sleep = true;  // A: matches B
+    } else {
+      HeavyFence();  // A: matches B
+    }
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // A: matches B
   }
@@ -30,6 +46,7 @@ bool EventCount::CommitWaitInterruptible(Key key, absl::Time deadline) {
 }
 
 bool EventCount::CommitWaitImpl(Key key, absl::Time deadline, bool interruptible) {
+  if (TakeBoundedSleep()) deadline = std::min(deadline, absl::Now() + kBoundedSleep);
   // acquire: pairs with the release bump in Wake.
   const auto notified = [&] { return epoch_.load(std::memory_order_acquire) != key; };
   // Spin before sleeping: a producer is often about to notify (see the

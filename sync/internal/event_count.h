@@ -42,13 +42,20 @@ class EventCount {
   // kAsymmetric: the A/B pair below uses HeavyFence (in PrepareWait, the
   // sleeper's side) and LightFence (in Notify, the hot side) from
   // asymmetric_fence.h instead of two seq_cst fences: Notify then costs no
-  // fence instruction, and each sleep a membarrier(2). Only for an EventCount
-  // whose threads are all in this process (so never with kShared).
+  // fence instruction, and each sleep a membarrier(2). With kShared, their
+  // cross-process forms (HeavyFenceShared / LightFenceShared: every process
+  // that notifies or sleeps on it must be a Wharf process of this kind; the
+  // choice is stored in the count, so all of them follow it). Should the
+  // kernel refuse this process the heavy side, a CommitWait after that
+  // PrepareWait sleeps at most kBoundedSleep per call, and a caller that
+  // sleeps on word() itself must bound its sleep likewise when
+  // TakeBoundedSleep() says so.
   enum class Fences : uint8_t { kSymmetric, kAsymmetric };
+  static constexpr absl::Duration kBoundedSleep = absl::Milliseconds(1);
 
   explicit EventCount(FutexScope scope = FutexScope::kPrivate,
                       Fences fences = Fences::kSymmetric) noexcept
-      : scope_(scope), asymmetric_(fences == Fences::kAsymmetric && scope == FutexScope::kPrivate) {}
+      : scope_(scope), asymmetric_(fences == Fences::kAsymmetric) {}
   EventCount(const EventCount&) = delete;
   EventCount& operator=(const EventCount&) = delete;
 
@@ -106,13 +113,23 @@ class EventCount {
     if (waiters_.load(std::memory_order_seq_cst) != 0) Wake(1);
   }
 
+  // Whether this thread's last PrepareWait on a kShared, kAsymmetric count
+  // could not cover the other processes' light fences (see Fences); clears
+  // it. A caller that sleeps on word() itself then sleeps at most
+  // kBoundedSleep before re-checking.
+  static bool TakeBoundedSleep() noexcept;
+
   // For tests: threads between PrepareWait() and the end of their wait.
   uint32_t WaitersForTesting() const noexcept { return waiters_.load(std::memory_order_relaxed); }
 
  private:
   bool AnyWaiter() noexcept {
     if (asymmetric_) {
-      LightFence();  // B: matches A
+      if (scope_ == FutexScope::kShared) {
+        LightFenceShared();  // B: matches A
+      } else {
+        LightFence();  // B: matches A
+      }
     } else {
       std::atomic_thread_fence(std::memory_order_seq_cst);  // B: matches A
     }
@@ -126,11 +143,13 @@ class EventCount {
   //   waiters_ : the number of threads between PrepareWait and the end of
   //              CommitWait/CancelWait.
   // Consumer (PrepareWait):
-  //   A: waiters_.fetch_add(1) then a seq_cst fence (kAsymmetric: HeavyFence),
+  //   A: waiters_.fetch_add(1) then a seq_cst fence (kAsymmetric: HeavyFence,
+  //      or HeavyFenceShared with kShared),
   //      then the caller re-checks its condition (its queue). Matches B.
   //   key = epoch_ (acquire), read after the announcement.
   // Producer (Notify), after its push:
-  //   B: seq_cst fence (kAsymmetric: LightFence), then waiters_.load().
+  //   B: seq_cst fence (kAsymmetric: LightFence / LightFenceShared), then
+  //      waiters_.load().
   //      Matches A. If 0: return.
   //   Otherwise epoch_.fetch_add(1) (release) and FutexWake.
   // A matches B: the two fences are totally ordered. If B's fence comes first,

@@ -561,6 +561,11 @@ void EventLoop::Sleep(absl::Time wake_at) {
   // Pending WaitAsyncs' cells (for notifiers in other processes).
   const int waits_first = n;
   n += async_waits_->ArmSleep(std::span<FutexWaitEntry>(entries + n, kMaxFutexWaitEntries - n));
+  // A source whose cross-process doorbell could not be fenced from here
+  // (EventCount::TakeBoundedSleep): re-check it every kBoundedSleep.
+  if (sync_internal::EventCount::TakeBoundedSleep()) {
+    wake_at = std::min(wake_at, absl::Now() + sync_internal::EventCount::kBoundedSleep);
+  }
   int woken = -1;
   if (!HasWork() && Alive()) {
     const FutexWaitAnyResult r = FutexWaitAny(std::span<const FutexWaitEntry>(entries, n), wake_at);

@@ -524,7 +524,12 @@ bool ShmChannel::Drained(int side) {
 
 void ShmChannel::Close() {
   if (local_closed_.exchange(true, std::memory_order_acq_rel)) return;
-  end_.send.CloseWriter();
+  {
+    // The ring's writer close must not run beside one of our sends (a
+    // TryWrite publishes with a plain store: ShmRing's Close).
+    std::lock_guard<sync_internal::SpinLock> lock(send_mu_);
+    end_.send.CloseWriter();
+  }
   end_.receive.CloseReader();
 }
 

@@ -32,11 +32,9 @@ namespace wharf::runtime_internal {
 //      only when that shows too little room: head only grows.)
 //   room check: (tail - h) + pad + record <= capacity; else kFull.
 //   write [pad header], record header, payload (plain stores).
-//   P: tail CAS(t, t + pad + record) (seq_cst; fails on a closed bit) —
-//      pairs with C.
-//   readable.NotifyAfterSeqCst() — the event count's pair B with P as its
-//      fence (one seq_cst load of its waiter count; a futex wake only when
-//      the reader sleeps).
+//   P: tail.store(t + pad + record, release) — pairs with C.
+//   readable.Notify() — the event count's pair B (a seq_cst fence and one
+//      load of its waiter count; a futex wake only when the reader sleeps).
 // Reader (TryRead):
 //   C: t = tail.load(acquire)              — pairs with P: the record bytes
 //      before t are complete and visible. (Kept, and reloaded only once the
@@ -48,19 +46,30 @@ namespace wharf::runtime_internal {
 //      (a writer sleeps only on a full ring, in slices of 1 ms: see TryRead).
 // Sleeps: WaitReadable/WaitWritable are the event count's prepare → re-check
 // → commit (its pair A against the Notify above), so a publish or a read
-// that races the announcement is never lost.
-// Close: the closed bits live in the top bits of `tail` itself (bit 63: the
-// writer closed, bit 62: the reader closed; `closed` mirrors them for cheap
-// checks), set by an RMW (K: fetch_or) from either side. P, the publish, is
-// a compare-and-swap of `tail` from the value the writer read (no closed
-// bit) to the new end. So a close and a publish are two RMWs of one word:
-// either the publish comes first (the record is in, and whoever drains
-// after the close reads it) or the close does (the CAS fails, nothing is
-// published: the write reports kClosed). A close can therefore never lose a
-// write that returned kOk, whoever closes — the reader, or another thread of
-// the writing process while a write is in flight — and Drained() is simply
-// "a closed bit, and head == tail". One locked instruction per record
-// (the CAS), which is also the event count's pair B (below).
+// that races the announcement is never lost. Both event counts are
+// kAsymmetric: Notify's fence (B) is only a compiler barrier in a process
+// registered for membarrier's GLOBAL_EXPEDITED, and a sleeper's PrepareWait
+// (A) issues that membarrier — a barrier on the notifier's CPU — so the
+// pair holds across processes (sync/internal/asymmetric_fence.h). Measured
+// on the 2-core VM: a seq_cst fence after the publish waited ~100-200 ns
+// for the stores to the lines the reader polls, on every record; a sleeper
+// pays ~1.1 µs once per sleep, after its 20 µs spin.
+// Close. The writer's closed bit is bit 63 of `tail` itself, set by the
+// writer's process (K: fetch_or), never concurrently with a TryWrite of that
+// writer (the caller serialises the two: a port holds its send lock for
+// both). So a write either publishes before the close (the record is in, and
+// whoever drains after the close reads it: the reader loads tail, bit and
+// position together) or sees the bit and reports kClosed; Drained() is "the
+// bit, and head == tail". The reader's closed bit lives in `closed` (bit 1;
+// `closed` mirrors the writer's as bit 0 for the waits), set by the reader's
+// process: a write that races it may publish a record nobody reads, as a
+// message in flight when a port closes.
+// Why P is a plain store and not a compare-and-swap against the closed bits
+// (version 2): a locked instruction on the line the reader polls cost ~200 ns
+// per round trip on the 2-core VM (/tmp floor test: 440-590 ns for a plain
+// store ping-pong of one word, 650-790 with a CAS), a third of a port's
+// round trip between processes, for a race only a process's own threads
+// can run — which its send lock already excludes.
 // The crash argument. A writer killed at any instruction before P leaves
 // tail where it was: the partial record is invisible, the reader sees the
 // ring as it was after the previous record, and nothing else writes to this
@@ -87,9 +96,7 @@ constexpr uint32_t kWriterClosed = 1;
 constexpr uint32_t kReaderClosed = 2;
 // The closed bits in `tail` (see Close above), and the position below them.
 constexpr uint64_t kTailWriterClosed = uint64_t{1} << 63;
-constexpr uint64_t kTailReaderClosed = uint64_t{1} << 62;
-constexpr uint64_t kTailClosedBits = kTailWriterClosed | kTailReaderClosed;
-constexpr uint64_t kTailPosition = ~kTailClosedBits;
+constexpr uint64_t kTailPosition = ~kTailWriterClosed;
 // The bounded spin of both waits before they sleep: MessagePort::Receive's.
 constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
 // Records a reader consumes between two fenced wake-ups of the writer, and
@@ -132,8 +139,11 @@ absl::Status ShmRing::Init(void* memory, size_t bytes) {
   h->tail.store(0, std::memory_order_relaxed);
   h->head.store(0, std::memory_order_relaxed);
   h->closed.store(0, std::memory_order_relaxed);
-  new (&h->readable) sync_internal::EventCount(FutexScope::kShared);
-  new (&h->writable) sync_internal::EventCount(FutexScope::kShared);
+  // Asymmetric: a publish or a read rings the doorbell with no fence
+  // instruction; a sleeper pays a membarrier (see Sleeps above).
+  using sync_internal::EventCount;
+  new (&h->readable) EventCount(FutexScope::kShared, EventCount::Fences::kAsymmetric);
+  new (&h->writable) EventCount(FutexScope::kShared, EventCount::Fences::kAsymmetric);
   // Last, with release: an Attach that sees the magic (acquire) sees the rest.
   std::atomic_ref<uint64_t>(h->magic).store(kMagic, std::memory_order_release);
   return absl::OkStatus();
@@ -168,6 +178,8 @@ absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
                capacity / 4 - sizeof(ShmRecordHeader));
   ring.records_read_ = h->records_read.load(std::memory_order_relaxed);  // a later reader resumes
   ring.written_ = h->records_written.load(std::memory_order_relaxed);   // ... and a later writer
+  ring.tail_ = h->tail.load(std::memory_order_acquire) & kTailPosition;
+  ring.head_ = h->head.load(std::memory_order_acquire);
   return ring;
 }
 
@@ -175,6 +187,8 @@ absl::StatusOr<ShmRing> ShmRing::Attach(void* memory, size_t bytes) {
 
 bool ShmRing::Fits(size_t n) const {
   if (n > max_record_) return false;
+  // The shared cursor, not tail_: other threads of the writing process call
+  // this while one of them writes (a port's senders wait outside its lock).
   const uint64_t t = header_->tail.load(std::memory_order_relaxed) & kTailPosition;
   const uint64_t h = header_->head.load(std::memory_order_acquire);  // W
   if (t % 8 != 0 || h % 8 != 0) return false;
@@ -187,10 +201,13 @@ bool ShmRing::Fits(size_t n) const {
 RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   const size_t n = payload.size();
   if (n > max_record_) return RingWrite::kTooLarge;
-  // Ours alone, except for the closed bits a closer may set (then P fails).
-  const uint64_t start = header_->tail.load(std::memory_order_relaxed);
-  if ((start & kTailClosedBits) != 0) return RingWrite::kClosed;
-  uint64_t t = start;
+  // Either side's close (CloseWriter never runs beside us, so its bit is
+  // seen here or the write precedes it). `closed` is written only at a
+  // close: a line that stays in both CPUs' caches.
+  if (header_->closed.load(std::memory_order_acquire) != 0) return RingWrite::kClosed;
+  // Our own copy of `tail` (only this writer advances it): the reader polls
+  // that line, and loading it here would wait for it to come back.
+  uint64_t t = tail_;
   const size_t need = RecordBytes(n);
   size_t pos = t & (capacity_ - 1);
   const size_t contiguous = capacity_ - pos;
@@ -219,23 +236,20 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   Hook(ShmWriteStep::kHeaderWritten, written_);
   if (n != 0) std::memcpy(records_ + pos + sizeof(rec), payload.data(), n);
   Hook(ShmWriteStep::kPayloadWritten, written_);
-  uint64_t expected = start;
-  if (!header_->tail.compare_exchange_strong(expected, t + need, std::memory_order_seq_cst,
-                                             std::memory_order_relaxed)) {  // P: pairs with C
-    return RingWrite::kClosed;  // a closer set a bit meanwhile: nothing was published
-  }
+  tail_ = t + need;
+  header_->tail.store(tail_, std::memory_order_release);  // P: pairs with C
   Hook(ShmWriteStep::kPublished, written_);
-  header_->records_written.store(++written_, std::memory_order_relaxed);  // the tail's line
-  header_->readable.NotifyAfterSeqCst();  // B: P was the fence
+  header_->records_written.store(++written_, std::memory_order_relaxed);  // not the tail's line
+  header_->readable.Notify();  // B
   return RingWrite::kOk;
 }
 
 bool ShmRing::WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()> ready,
-                     absl::Time deadline, bool sliced) {
+                     absl::FunctionRef<bool()> spin_ready, absl::Time deadline, bool sliced) {
   // A peer that is busy answers within microseconds: spin for it before
   // sleeping (a writer that keeps the ring full would otherwise sleep and be
   // woken once per record: measured 1.7 M records/s instead of 15 M).
-  (void)sync_internal::SpinFor(kWaitSpin, deadline, ready, /*yield_after=*/kWaitSpin / 2);
+  (void)sync_internal::SpinFor(kWaitSpin, deadline, spin_ready, /*yield_after=*/kWaitSpin / 2);
   for (;;) {
     if (ready()) return true;
     const sync_internal::EventCount::Key key = event.PrepareWait();  // A
@@ -252,6 +266,22 @@ bool ShmRing::WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()>
   }
 }
 
+bool ShmRing::WaitWritableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline) {
+  // While spinning, a writer that found the ring full waits for an eighth
+  // of it to be free, not for its one record: polling `head` on every pause
+  // takes the reader's line from it on every record the reader frees (the
+  // reader is the slower side when the ring is full), and writing one record
+  // per freed slot keeps the two CPUs on the same lines. Measured on the
+  // 2-core VM, //bench:ipc_bench BM_Throughput/wharf_port_processes: see
+  // docs/benchmarks.md. Asleep, it wakes for any room (a reader that frees
+  // one record and stops must still let one more in).
+  const auto spin_ready = [&] {
+    return ready() &&
+           (header_->closed.load(std::memory_order_relaxed) != 0 || Fits(capacity_ / 8));
+  };
+  return WaitOn(header_->writable, ready, spin_ready, deadline, /*sliced=*/true);
+}
+
 bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
   if (n > max_record_) return false;
   const bool ready = WaitWritableUntil(
@@ -261,7 +291,7 @@ bool ShmRing::WaitWritable(size_t n, absl::Time deadline) {
 
 void ShmRing::CloseWriter() {
   header_->tail.fetch_or(kTailWriterClosed, std::memory_order_seq_cst);  // K
-  header_->closed.fetch_or(kWriterClosed, std::memory_order_acq_rel);
+  header_->closed.fetch_or(kWriterClosed, std::memory_order_seq_cst);
   header_->readable.NotifyAll();
   header_->writable.NotifyAll();
 }
@@ -275,7 +305,10 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
                                                  "; the ring is unreadable from here on"));
     return poisoned_;
   };
-  uint64_t h = header_->head.load(std::memory_order_relaxed);  // ours alone
+  // Our own copy of `head` (only this reader advances it): the writer loads
+  // that line when it looks for room, and loading it here would wait for
+  // the line to come back.
+  uint64_t h = head_;
   if (h % 8 != 0) {
     return poison(absl::StrCat("the reader's cursor ", h, " is not on a record boundary"));
   }
@@ -291,7 +324,8 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
       // Nothing to read. Store the cursor only if a pad was skipped: an
       // empty poll writes nothing (a reader polling an empty ring would
       // otherwise write its line on every poll).
-      if (h != header_->head.load(std::memory_order_relaxed)) {
+      if (h != head_) {
+        head_ = h;
         header_->head.store(h, std::memory_order_release);
       }
       return false;
@@ -327,6 +361,7 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
     }
     out.assign(reinterpret_cast<const char*>(records_ + pos + sizeof(rec)), rec.length);
     h += bytes;
+    head_ = h;
     header_->head.store(h, std::memory_order_release);  // R: pairs with W
     header_->records_read.store(++records_read_, std::memory_order_release);
     // The fenced Notify (the event count's pair B) every kFencedEvery records
@@ -346,17 +381,24 @@ absl::StatusOr<bool> ShmRing::TryRead(std::string& out) {
 }
 
 bool ShmRing::Readable() const {
+  const uint64_t h = header_->head.load(std::memory_order_relaxed);
+  // The next record's line, requested beside the tail's: a spinning reader
+  // then has both when the record lands (the two misses overlap instead of
+  // following one another). Only here, in the spin, not in TryRead: a reader
+  // keeping up with a streaming writer would pull the line being filled.
+  __builtin_prefetch(records_ + (h & (capacity_ - 1)));
   const uint64_t t = header_->tail.load(std::memory_order_acquire);
-  return (t & kTailPosition) != header_->head.load(std::memory_order_relaxed) ||
+  return (t & kTailPosition) != h ||
          (t & kTailWriterClosed) != 0 || !poisoned_.ok();
 }
 
 bool ShmRing::Drained() const {
-  // A closed bit, from either side: no publish can succeed after it (P is a
-  // CAS from a value without one), so the position is final.
+  // The writer's bit: the position beside it is final (see Close above).
+  // The reader's own: nothing more will be read.
   const uint64_t t = header_->tail.load(std::memory_order_acquire);
-  return (t & kTailClosedBits) != 0 &&
-         (t & kTailPosition) == header_->head.load(std::memory_order_relaxed);
+  const bool closed = (t & kTailWriterClosed) != 0 ||
+                      (header_->closed.load(std::memory_order_acquire) & kReaderClosed) != 0;
+  return closed && (t & kTailPosition) == header_->head.load(std::memory_order_relaxed);
 }
 
 bool ShmRing::Empty() const {
@@ -369,8 +411,7 @@ bool ShmRing::WaitReadable(absl::Time deadline) {
 }
 
 void ShmRing::CloseReader() {
-  header_->tail.fetch_or(kTailReaderClosed, std::memory_order_seq_cst);  // K
-  header_->closed.fetch_or(kReaderClosed, std::memory_order_acq_rel);
+  header_->closed.fetch_or(kReaderClosed, std::memory_order_seq_cst);
   header_->writable.NotifyAll();
   header_->readable.NotifyAll();
 }
@@ -380,7 +421,7 @@ bool ShmRing::writer_closed() const {
 }
 
 bool ShmRing::reader_closed() const {
-  return (header_->tail.load(std::memory_order_acquire) & kTailReaderClosed) != 0;
+  return (header_->closed.load(std::memory_order_acquire) & kReaderClosed) != 0;
 }
 
 }  // namespace wharf::runtime_internal

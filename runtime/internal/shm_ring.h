@@ -28,7 +28,9 @@
 // whose framing is lost cannot be resynchronised.
 //
 // Thread-safety: one writer and one reader at a time (each may be any thread
-// of its process); Close* and the wait words may be used from any thread.
+// of its process). CloseWriter must not run concurrently with that writer's
+// TryWrite — the writing process serialises them (a port holds its send
+// lock for both); CloseReader and the waits may be used from any thread.
 // Blocking: TryWrite/TryRead never block; WaitReadable/WaitWritable spin up
 // to 20 µs, then sleep on the futex, and are interruption points.
 //
@@ -63,18 +65,24 @@ struct ShmRingHeader {
   uint32_t capacity;          // bytes of record space, a power of two
   uint32_t max_record;        // largest payload a record may carry
   uint32_t reserved0;
-  uint64_t reserved1[5];
-  // Writer: bytes published (monotonic) in bits 0-61; bit 63: the writer
-  // closed, bit 62: the reader closed (set by either side: see Close in .cc).
+  // Writer: records published (read only by a later Attach). Not on the
+  // tail's line: the reader polls that line, and a second store to it after
+  // the publish would take the line from the reader once more per record.
+  std::atomic<uint64_t> records_written;
+  uint64_t reserved1[4];
+  // Writer: bytes published (monotonic) in bits 0-62; bit 63: the writer
+  // closed (see Close in .cc).
   alignas(64) std::atomic<uint64_t> tail;
   uint64_t reserved2a;
-  std::atomic<uint64_t> records_written;   // writer: records published (for capacities)
+  uint64_t reserved2b;
   uint64_t fd_batches;                     // writer: descriptor batches sent (fd_passing.h)
   uint64_t reserved2[4];
   alignas(64) std::atomic<uint64_t> head;  // reader: bytes consumed (monotonic)
   std::atomic<uint64_t> records_read;      // reader: records consumed (for capacities)
   uint64_t reserved3[6];
-  // bit 0: the writer closed; bit 1: the reader closed (a mirror of tail's bits).
+  // bit 0: the writer closed (a mirror of tail's bit 63); bit 1: the reader
+  // closed (set by the reader's process, or by the writer's when it learns
+  // that the reader died).
   alignas(64) std::atomic<uint32_t> closed;
   uint32_t reserved4;
   sync_internal::EventCount readable;  // the writer notifies after publishing
@@ -120,7 +128,9 @@ enum class RingWrite : uint8_t {
 class ShmRing {
  public:
   static constexpr uint64_t kMagic = 0x31474E5246524857;  // "WHRFRNG1", little-endian
-  static constexpr uint32_t kVersion = 2;  // 2: the closed bits in `tail`
+  // 2: the closed bits in `tail`; 3: only the writer's (the publish is a
+  // plain store, the reader's bit lives in `closed`).
+  static constexpr uint32_t kVersion = 3;
   static constexpr uint32_t kData = 1;
   static constexpr uint32_t kPad = 2;
   static constexpr size_t kHeaderBytes = sizeof(ShmRingHeader);
@@ -149,6 +159,9 @@ class ShmRing {
   // --- writer ---------------------------------------------------------------
   // Publishes one record holding `payload` and rings the reader's doorbell
   // (one fence and one load when the reader is not asleep). Never blocks.
+  // kClosed once CloseWriter ran, or the reader closed (a write racing the
+  // reader's close may still return kOk: the record is then never read, as
+  // with a message in flight when a port closes).
   RingWrite TryWrite(std::span<const std::byte> payload);
   RingWrite TryWrite(std::string_view payload) {
     return TryWrite(std::as_bytes(std::span<const char>(payload.data(), payload.size())));
@@ -159,16 +172,20 @@ class ShmRing {
   // Whether a record of `n` payload bytes fits now. Once true it stays true
   // until this writer writes (only the reader changes the room, by freeing).
   bool Fits(size_t n) const;
-  // Records this handle published that the reader has not consumed yet
-  // (a port's message capacity; the reader's count is re-read each call).
+  // Records published that the reader has not consumed yet (a port's
+  // message capacity; both counts are re-read each call).
   uint64_t Unread() const {
+    // The shared count, not written_: any thread of the writing process
+    // may ask while one of them writes.
+    const uint64_t written = header_->records_written.load(std::memory_order_relaxed);
     const uint64_t read = header_->records_read.load(std::memory_order_acquire);
-    return read <= written_ ? written_ - read : 0;  // a hostile count reads as empty
+    return read <= written ? written - read : 0;  // a hostile count reads as empty
   }
   // The next descriptor-batch number of this ring's writer (kept in the
   // ring, so that a writer handle that moved to another process goes on
   // from where the last one stopped). Writer only.
   uint64_t NextFdBatch() { return ++header_->fd_batches; }
+  // Not concurrently with TryWrite (see Thread-safety above).
   void CloseWriter();
 
   // --- reader ---------------------------------------------------------------
@@ -178,9 +195,10 @@ class ShmRing {
   absl::StatusOr<bool> TryRead(std::string& out);
   // Something to read now (a cheap load), or the writer closed.
   bool Readable() const;
-  // No record can arrive any more and every published one was read: either
-  // side closed and no write is in flight (a write that raced the close
-  // either published before it — and is read — or saw it and failed).
+  // Every published record was read and a side closed. After the writer's
+  // close no record can arrive any more (a write either published before
+  // it — and is read — or saw it and failed). After the reader's own close
+  // a racing write may still publish one (never read: the reader closed).
   bool Drained() const;
   // Every published record was read (says nothing about later ones).
   bool Empty() const;
@@ -195,11 +213,10 @@ class ShmRing {
   // returns ready(). A state change `ready` depends on must be followed by
   // the matching event's Notify (the ring's own reads and writes do that).
   // Interruption points.
-  bool WaitWritableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline) {
-    return WaitOn(header_->writable, ready, deadline, /*sliced=*/true);
-  }
+  // The writer's spin waits for more room than `ready` asks (see .cc).
+  bool WaitWritableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline);
   bool WaitReadableUntil(absl::FunctionRef<bool()> ready, absl::Time deadline) {
-    return WaitOn(header_->readable, ready, deadline, /*sliced=*/false);
+    return WaitOn(header_->readable, ready, ready, deadline, /*sliced=*/false);
   }
   sync_internal::EventCount& writable_event() { return header_->writable; }
 
@@ -217,8 +234,9 @@ class ShmRing {
  private:
   ShmRing(ShmRingHeader* header, std::byte* records, size_t capacity, size_t max_record)
       : header_(header), records_(records), capacity_(capacity), max_record_(max_record) {}
+  // Spins until `spin_ready()` (at most the spin), then sleeps until `ready()`.
   static bool WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()> ready,
-                     absl::Time deadline, bool sliced);
+                     absl::FunctionRef<bool()> spin_ready, absl::Time deadline, bool sliced);
   static size_t RecordBytes(size_t payload) { return sizeof(ShmRecordHeader) + ((payload + 7) & ~size_t{7}); }
 
   // Process-local handles (this object is not in the mapping). The
@@ -229,8 +247,10 @@ class ShmRing {
   size_t capacity_;
   size_t max_record_;
   uint64_t written_ = 0;          // writer: records published (records_written as last stored)
+  uint64_t tail_ = 0;             // writer: `tail`'s position as it last stored it
   uint64_t cached_head_ = 0;      // writer: `head` as last loaded
   uint64_t cached_tail_ = 0;      // reader: `tail` as last loaded
+  uint64_t head_ = 0;             // reader: `head` as it last stored it
   uint32_t reads_since_fence_ = 0;  // reader: records since a fenced Notify
   uint64_t records_read_ = 0;       // reader: its count, as published in records_read
   absl::Status poisoned_;         // reader: the first DataLoss, kept

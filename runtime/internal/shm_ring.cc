@@ -6,6 +6,8 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "wharf/sync/internal/asymmetric_fence.h"
 #include "wharf/sync/internal/spin.h"
 
 namespace wharf::runtime_internal {
@@ -62,8 +64,17 @@ namespace wharf::runtime_internal {
 // position together) or sees the bit and reports kClosed; Drained() is "the
 // bit, and head == tail". The reader's closed bit lives in `closed` (bit 1;
 // `closed` mirrors the writer's as bit 0 for the waits), set by the reader's
-// process: a write that races it may publish a record nobody reads, as a
-// message in flight when a port closes.
+// process, and a closed reader still reads what was published before it
+// called itself drained — so a write the port accepted is never lost to a
+// close that races it. That takes a Dekker pair, the only one on the path:
+//   M (writer): writing = 1; LightFenceShared; load `closed`; ... P;
+//      writing = 0 (release) — or, refused, writing = 0 and a Notify.
+//   N (reader's close): fetch_or(closed, reader bit); HeavyFenceShared.
+//   Drained: reader bit seen, then writing == 0 (acquire), then head == tail.
+// Either the writer sees the bit and refuses, or the reader sees its mark
+// (and waits for its Notify) or the mark already cleared behind P (and the
+// record). A writer killed while marked leaves the mark: the port then
+// closes through the peer's death (pidfd), which drains without it.
 // Why P is a plain store and not a compare-and-swap against the closed bits
 // (version 2): a locked instruction on the line the reader polls cost ~200 ns
 // per round trip on the 2-core VM (/tmp floor test: 440-590 ns for a plain
@@ -139,6 +150,7 @@ absl::Status ShmRing::Init(void* memory, size_t bytes) {
   h->tail.store(0, std::memory_order_relaxed);
   h->head.store(0, std::memory_order_relaxed);
   h->closed.store(0, std::memory_order_relaxed);
+  h->writing.store(0, std::memory_order_relaxed);
   // Asymmetric: a publish or a read rings the doorbell with no fence
   // instruction; a sleeper pays a membarrier (see Sleeps above).
   using sync_internal::EventCount;
@@ -201,9 +213,27 @@ bool ShmRing::Fits(size_t n) const {
 RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   const size_t n = payload.size();
   if (n > max_record_) return RingWrite::kTooLarge;
+  // M: announce the write before looking at `closed` (pairs with the
+  // reader's close, N: see Close above). On our own line; the light fence is
+  // a compiler barrier in a registered process.
+  header_->writing.store(1, std::memory_order_relaxed);
+  sync_internal::LightFenceShared();
+  const RingWrite result = WriteAnnounced(payload);
+  if (result != RingWrite::kOk) {
+    // A reader that closed meanwhile may be waiting for the mark to drop
+    // before it calls itself drained: let it look again. (kOk cleared it
+    // before its own Notify.)
+    header_->writing.store(0, std::memory_order_release);
+    header_->readable.Notify();
+  }
+  return result;
+}
+
+RingWrite ShmRing::WriteAnnounced(std::span<const std::byte> payload) {
+  const size_t n = payload.size();
   // Either side's close (CloseWriter never runs beside us, so its bit is
-  // seen here or the write precedes it). `closed` is written only at a
-  // close: a line that stays in both CPUs' caches.
+  // seen here or the write precedes it; the reader's: M/N). `closed` is
+  // written only at a close: a line that stays in both CPUs' caches.
   if (header_->closed.load(std::memory_order_acquire) != 0) return RingWrite::kClosed;
   // Our own copy of `tail` (only this writer advances it): the reader polls
   // that line, and loading it here would wait for it to come back.
@@ -239,6 +269,8 @@ RingWrite ShmRing::TryWrite(std::span<const std::byte> payload) {
   tail_ = t + need;
   header_->tail.store(tail_, std::memory_order_release);  // P: pairs with C
   Hook(ShmWriteStep::kPublished, written_);
+  // After P, with release: a closed reader that sees 0 here sees the record.
+  header_->writing.store(0, std::memory_order_release);
   header_->records_written.store(++written_, std::memory_order_relaxed);  // not the tail's line
   header_->readable.Notify();  // B
   return RingWrite::kOk;
@@ -394,11 +426,16 @@ bool ShmRing::Readable() const {
 
 bool ShmRing::Drained() const {
   // The writer's bit: the position beside it is final (see Close above).
-  // The reader's own: nothing more will be read.
-  const uint64_t t = header_->tail.load(std::memory_order_acquire);
-  const bool closed = (t & kTailWriterClosed) != 0 ||
-                      (header_->closed.load(std::memory_order_acquire) & kReaderClosed) != 0;
-  return closed && (t & kTailPosition) == header_->head.load(std::memory_order_relaxed);
+  const uint64_t h = header_->head.load(std::memory_order_relaxed);
+  uint64_t t = header_->tail.load(std::memory_order_acquire);
+  if ((t & kTailWriterClosed) != 0) return (t & kTailPosition) == h;
+  // The reader's own: final once no write that saw the ring open is still
+  // landing (M/N in Close above). Both loads acquire: the mark after the
+  // bit, the tail after a mark cleared behind its publish.
+  if ((header_->closed.load(std::memory_order_acquire) & kReaderClosed) == 0) return false;
+  if (header_->writing.load(std::memory_order_acquire) != 0) return false;
+  t = header_->tail.load(std::memory_order_acquire);
+  return (t & kTailPosition) == h;
 }
 
 bool ShmRing::Empty() const {
@@ -411,7 +448,12 @@ bool ShmRing::WaitReadable(absl::Time deadline) {
 }
 
 void ShmRing::CloseReader() {
-  header_->closed.fetch_or(kReaderClosed, std::memory_order_seq_cst);
+  header_->closed.fetch_or(kReaderClosed, std::memory_order_seq_cst);  // N
+  // The heavy side of M/N: after it, a writer that announced itself before
+  // seeing the bit has its mark visible here. Refused (see
+  // asymmetric_fence.h), a writer's light fence may have been a compiler
+  // barrier only: give its store buffer far longer than it takes to drain.
+  if (!sync_internal::HeavyFenceShared()) absl::SleepFor(sync_internal::EventCount::kBoundedSleep);
   header_->writable.NotifyAll();
   header_->readable.NotifyAll();
 }

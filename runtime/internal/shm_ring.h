@@ -69,7 +69,12 @@ struct ShmRingHeader {
   // tail's line: the reader polls that line, and a second store to it after
   // the publish would take the line from the reader once more per record.
   std::atomic<uint64_t> records_written;
-  uint64_t reserved1[4];
+  // Writer: 1 from before TryWrite checks `closed` until after its publish
+  // (or its refusal), else 0 — what lets a closed reader tell "drained"
+  // from "a write that saw the port open is still landing" (Close in .cc).
+  // On the writer's own line: the reader reads it only once it has closed.
+  std::atomic<uint64_t> writing;
+  uint64_t reserved1[3];
   // Writer: bytes published (monotonic) in bits 0-62; bit 63: the writer
   // closed (see Close in .cc).
   alignas(64) std::atomic<uint64_t> tail;
@@ -130,7 +135,7 @@ class ShmRing {
   static constexpr uint64_t kMagic = 0x31474E5246524857;  // "WHRFRNG1", little-endian
   // 2: the closed bits in `tail`; 3: only the writer's (the publish is a
   // plain store, the reader's bit lives in `closed`).
-  static constexpr uint32_t kVersion = 3;
+  static constexpr uint32_t kVersion = 4;
   static constexpr uint32_t kData = 1;
   static constexpr uint32_t kPad = 2;
   static constexpr size_t kHeaderBytes = sizeof(ShmRingHeader);
@@ -159,9 +164,9 @@ class ShmRing {
   // --- writer ---------------------------------------------------------------
   // Publishes one record holding `payload` and rings the reader's doorbell
   // (one fence and one load when the reader is not asleep). Never blocks.
-  // kClosed once CloseWriter ran, or the reader closed (a write racing the
-  // reader's close may still return kOk: the record is then never read, as
-  // with a message in flight when a port closes).
+  // kClosed once CloseWriter ran, or the reader closed. A write racing the
+  // reader's close either returns kClosed or lands before the reader calls
+  // itself Drained (so the reader still reads it): never kOk and lost.
   RingWrite TryWrite(std::span<const std::byte> payload);
   RingWrite TryWrite(std::string_view payload) {
     return TryWrite(std::as_bytes(std::span<const char>(payload.data(), payload.size())));
@@ -198,7 +203,8 @@ class ShmRing {
   // Every published record was read and a side closed. After the writer's
   // close no record can arrive any more (a write either published before
   // it — and is read — or saw it and failed). After the reader's own close
-  // a racing write may still publish one (never read: the reader closed).
+  // not until no write that saw the ring open is still landing (a writer
+  // marked mid-write holds it off; its death closes the port by other means).
   bool Drained() const;
   // Every published record was read (says nothing about later ones).
   bool Empty() const;
@@ -237,6 +243,8 @@ class ShmRing {
   // Spins until `spin_ready()` (at most the spin), then sleeps until `ready()`.
   static bool WaitOn(sync_internal::EventCount& event, absl::FunctionRef<bool()> ready,
                      absl::FunctionRef<bool()> spin_ready, absl::Time deadline, bool sliced);
+  // TryWrite's body, between its announcement and the mark's clearing.
+  RingWrite WriteAnnounced(std::span<const std::byte> payload);
   static size_t RecordBytes(size_t payload) { return sizeof(ShmRecordHeader) + ((payload + 7) & ~size_t{7}); }
 
   // Process-local handles (this object is not in the mapping). The

@@ -36,8 +36,9 @@ void KillHook(ShmWriteStep step, uint64_t index) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 6) {
-    std::fprintf(stderr, "usage: %s write|read FD COUNT MAX_LEN ...\n", argv[0]);
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: %s write|write_until_closed|read FD COUNT MAX_LEN ...\n",
+                 argv[0]);
     return 2;
   }
   const std::string mode = argv[1];
@@ -71,6 +72,22 @@ int main(int argc, char** argv) {
     }
     ring->CloseWriter();
     return 0;
+  }
+  if (mode == "write_until_closed" && argc == 5) {
+    // Until the reader closes: the parent compares what it read with the
+    // header's records_written once this exits.
+    for (uint64_t i = 0; i < count; ++i) {
+      const std::string rec = wharf::testing::RingRecord(i, max_len);
+      for (;;) {
+        const RingWrite w = ring->TryWrite(rec);
+        if (w == RingWrite::kOk) break;
+        if (w == RingWrite::kClosed) return 0;
+        if (w != RingWrite::kFull) return 3;
+        (void)ring->WaitWritable(rec.size(), deadline);
+        if (absl::Now() > deadline) return 3;
+      }
+    }
+    return 5;  // the reader never closed
   }
   if (mode == "read" && argc == 6) {
     const long long kill_after = std::atoll(argv[5]);

@@ -47,6 +47,13 @@ bool ReadOne(ShmRing& r, std::string& out) {
   return got.ok() && *got;
 }
 
+// The helper maps the ring through this inherited memfd.
+std::string InheritableFd(const SharedBuffer& buffer) {
+  const int fd = buffer.fd();
+  EXPECT_EQ(::fcntl(fd, F_SETFD, 0), 0);  // the child inherits it across exec
+  return absl::StrCat(fd);
+}
+
 TEST(ShmRingTest, InitAndAttachCheckTheMemory) {
   alignas(64) static std::byte memory[ShmRing::BytesFor(1024) + 64];
   EXPECT_EQ(ShmRing::Init(memory + 8, 2048).code(), absl::StatusCode::kInvalidArgument);
@@ -161,6 +168,89 @@ TEST(ShmRingTest, CloseDrainsThenEnds) {
   closer.join();
   EXPECT_EQ(w2.TryWrite(std::string_view("late")), RingWrite::kClosed);
   EXPECT_TRUE(w2.reader_closed());
+}
+
+// The reader closes while a writer streams: every write that returned kOk
+// is read before the reader calls itself Drained (the writer's in-write mark
+// against the reader's close: Close in shm_ring.cc), every later one is
+// refused. Threads here; processes in the next test.
+TEST(ShmRingTest, ReaderCloseRacingWritesLosesNoAcceptedRecord) {
+  Watchdog dog("ShmRing reader close race", absl::Seconds(120));
+  std::mt19937 rng(5);
+  for (int round = 0; round < 300; ++round) {
+    TestRing t(4096);
+    ShmRing w = t.Attach();
+    ShmRing r = t.Attach();
+    std::atomic<uint64_t> accepted{0};
+    std::thread writer([&] {
+      for (uint64_t i = 0;; ++i) {
+        const std::string rec = RingRecord(i, 64);
+        RingWrite res;
+        while ((res = w.TryWrite(rec)) == RingWrite::kFull) {
+          (void)w.WaitWritable(rec.size(), absl::Now() + absl::Seconds(60));
+        }
+        if (res != RingWrite::kOk) {
+          EXPECT_EQ(res, RingWrite::kClosed);
+          return;
+        }
+        accepted.store(i + 1, std::memory_order_relaxed);
+      }
+    });
+    const uint64_t close_after = rng() % 2000;
+    std::string out;
+    uint64_t next = 0;
+    while (!r.Drained()) {
+      if (next == close_after) r.CloseReader();
+      absl::StatusOr<bool> got = r.TryRead(out);
+      ASSERT_TRUE(got.ok()) << got.status();
+      if (!*got) {
+        (void)r.WaitReadable(absl::Now() + absl::Milliseconds(50));
+        continue;
+      }
+      ASSERT_EQ(CheckRingRecord(out, 64), static_cast<int64_t>(next)) << round;
+      ++next;
+    }
+    writer.join();
+    EXPECT_EQ(next, accepted.load()) << "round " << round << ": an accepted record was lost";
+  }
+}
+
+TEST(ShmRingTest, ReaderCloseRacingAWriterProcessLosesNoAcceptedRecord) {
+  Watchdog dog("ShmRing reader close race, processes", absl::Seconds(240));
+  std::mt19937 rng(9);
+  for (int round = 0; round < 100; ++round) {
+    TestRing t(4096);
+    ShmRing r = t.Attach();
+    auto child = Subprocess::Spawn(HelperPath("tests/runtime/shm_ring_helper"),
+                                   {"write_until_closed", InheritableFd(t.buffer), "100000000",
+                                    "64"});
+    ASSERT_TRUE(child.ok()) << child.status();
+    const uint64_t close_after = rng() % 2000;
+    std::string out;
+    uint64_t next = 0;
+    while (!r.Drained()) {
+      if (next == close_after) r.CloseReader();
+      absl::StatusOr<bool> got = r.TryRead(out);
+      ASSERT_TRUE(got.ok()) << got.status();
+      if (!*got) {
+        if (next < close_after && r.Empty()) {
+          const std::optional<int> early = child->TryWait();
+          ASSERT_FALSE(early.has_value()) << "round " << round << ": the writer exited with "
+                                          << *early << " before the reader closed";
+        }
+        (void)r.WaitReadable(absl::Now() + absl::Milliseconds(50));
+        continue;
+      }
+      ASSERT_EQ(CheckRingRecord(out, 64), static_cast<int64_t>(next)) << round;
+      ++next;
+    }
+    absl::StatusOr<int> code = child->Wait(absl::Seconds(60));
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << round;
+    const auto* header = reinterpret_cast<const ShmRingHeader*>(t.buffer.data());
+    EXPECT_EQ(next, header->records_written.load()) << "round " << round
+                                                    << ": an accepted record was lost";
+  }
 }
 
 // A sleeping reader is woken by a publish, and a sleeping writer by a read,
@@ -318,13 +408,6 @@ TEST(ShmRingTest, HostileReaderCursorNeverMakesTheWriterOverrun) {
     EXPECT_EQ(result, head % 8 != 0 ? RingWrite::kCorrupt : RingWrite::kFull) << head;
     (void)w.WaitWritable(8, absl::Now());  // a check, never a sleep past the deadline
   }
-}
-
-// The helper maps the ring through this inherited memfd.
-std::string InheritableFd(const SharedBuffer& buffer) {
-  const int fd = buffer.fd();
-  EXPECT_EQ(::fcntl(fd, F_SETFD, 0), 0);  // the child inherits it across exec
-  return absl::StrCat(fd);
 }
 
 // A writer process SIGKILLed at every step of the record protocol, at a

@@ -87,14 +87,14 @@ class Encoder {
   absl::Status Write(const Value& v, int depth) {
     switch (v.kind()) {
       case Value::Kind::kNull: Byte(Tag::kNull); return absl::OkStatus();
-      case Value::Kind::kBool: Byte(*v.AsBool() ? Tag::kTrue : Tag::kFalse); return absl::OkStatus();
+      case Value::Kind::kBool: Byte(*v.GetBool() ? Tag::kTrue : Tag::kFalse); return absl::OkStatus();
       case Value::Kind::kInt: {
-        const uint64_t u = static_cast<uint64_t>(*v.AsInt());
+        const uint64_t u = static_cast<uint64_t>(*v.GetInt());
         TagAndVarint(Tag::kInt, (u << 1) ^ (0 - (u >> 63)));  // zigzag
         return absl::OkStatus();
       }
       case Value::Kind::kDouble: {
-        const double d = *v.AsDouble();
+        const double d = *v.GetDouble();
         uint64_t bits;
         std::memcpy(&bits, &d, 8);
         Byte(Tag::kDouble);
@@ -485,9 +485,38 @@ absl::StatusOr<std::string> EncodeValue(const Value& value) {
 }
 
 absl::Status EncodeValueTo(const Value& value, std::string* out) {
-  out->clear();
-  Encoder encoder(nullptr);
-  return encoder.Run(value, out);
+  // A scalar — what most small messages are — built in place: the header,
+  // the tag, at most 10 varint bytes (or a double's 8), one assign.
+  char bytes[3 + 1 + 10];
+  bytes[0] = static_cast<char>(ValueCodec::kMagic0);
+  bytes[1] = static_cast<char>(ValueCodec::kMagic1);
+  bytes[2] = static_cast<char>(ValueCodec::kVersion);
+  size_t n = 4;
+  if (const int64_t* i = value.GetInt()) {
+    bytes[3] = static_cast<char>(Tag::kInt);
+    const uint64_t u = static_cast<uint64_t>(*i);
+    uint64_t z = (u << 1) ^ (0 - (u >> 63));  // zigzag, as Encoder::Write
+    while (z >= 0x80) {
+      bytes[n++] = static_cast<char>(z | 0x80);
+      z >>= 7;
+    }
+    bytes[n++] = static_cast<char>(z);
+  } else if (const double* d = value.GetDouble()) {
+    bytes[3] = static_cast<char>(Tag::kDouble);
+    uint64_t b;
+    std::memcpy(&b, d, 8);
+    for (int k = 0; k < 8; ++k) bytes[n++] = static_cast<char>(b >> (8 * k));
+  } else if (const bool* b = value.GetBool()) {
+    bytes[3] = static_cast<char>(*b ? Tag::kTrue : Tag::kFalse);
+  } else if (value.IsNull()) {
+    bytes[3] = static_cast<char>(Tag::kNull);
+  } else {
+    out->clear();
+    Encoder encoder(nullptr);
+    return encoder.Run(value, out);
+  }
+  out->assign(bytes, n);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table) {
@@ -543,6 +572,71 @@ absl::StatusOr<Value> DecodeValue(std::span<const std::byte> bytes, TransferTabl
 
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, TransferTable* table) {
   return DecodeValue(std::as_bytes(std::span<const char>(bytes.data(), bytes.size())), table);
+}
+
+namespace {
+
+// A whole message that is one scalar, read the way Decoder reads it (a
+// canonical varint ending exactly at the end, a double of 8 bytes). False for
+// anything else, well-formed or not: the Decoder then decides (and names the
+// error).
+bool DecodeScalar(std::string_view bytes, Value* out) {
+  const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 4 || b[0] != ValueCodec::kMagic0 || b[1] != ValueCodec::kMagic1 ||
+      b[2] != ValueCodec::kVersion) {
+    return false;
+  }
+  switch (b[3]) {
+    case Tag::kNull:
+      if (n != 4) return false;
+      *out = Value();
+      return true;
+    case Tag::kFalse:
+    case Tag::kTrue:
+      if (n != 4) return false;
+      *out = Value(b[3] == Tag::kTrue);
+      return true;
+    case Tag::kInt: {
+      // At most 10 varint bytes, the last one ≤ 1 when it is the tenth, no
+      // zero byte after the first (overlong), the last ends the message.
+      if (n < 5 || n > 14) return false;
+      uint64_t z = 0;
+      for (size_t i = 4; i < n; ++i) {
+        const uint8_t v = b[i];
+        const size_t k = i - 4;
+        if ((k > 0 && v == 0) || (k == 9 && v > 1)) return false;
+        z |= static_cast<uint64_t>(v & 0x7f) << (7 * k);
+        if ((v & 0x80) == 0) {
+          if (i + 1 != n) return false;  // trailing bytes: the Decoder says so
+          *out = Value(static_cast<int64_t>((z >> 1) ^ (0 - (z & 1))));
+          return true;
+        }
+      }
+      return false;  // cut short
+    }
+    case Tag::kDouble: {
+      if (n != 12) return false;
+      uint64_t bits = 0;
+      for (int i = 0; i < 8; ++i) bits |= static_cast<uint64_t>(b[4 + i]) << (8 * i);
+      double d;
+      std::memcpy(&d, &bits, 8);
+      *out = Value(d);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+absl::Status DecodeValueInto(std::string_view bytes, Value* out, TransferTable* table) {
+  if (DecodeScalar(bytes, out)) return absl::OkStatus();
+  absl::StatusOr<Value> v = DecodeValue(bytes, table);
+  if (!v.ok()) return v.status();
+  *out = *std::move(v);
+  return absl::OkStatus();
 }
 
 }  // namespace wharf

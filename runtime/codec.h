@@ -211,20 +211,27 @@ absl::Status EncodeValueTo(const Value& value, std::string* out);
 // changes. With table == nullptr, the same as EncodeValue(value).
 absl::StatusOr<std::string> EncodeValue(Value& value, TransferTable* table);
 
-// Decodes a message made by EncodeValue. Transferred items are taken from
-// `table` (Buffers moved out, left detached; ports moved out, each usable
-// once; SharedBuffer handles copied);
-// table may be nullptr when the message has none. Errors as in the header
-// comment. On failure the table's Buffers that were already taken are lost
-// with the partial value: the transport drops such a message (messageerror).
 // Undoes a successful EncodeValue(value, table) whose message was then not
 // sent: moves table->buffers and table->ports (all of them: the table held
 // nothing before) back into the very nodes of `value` they came from, so
 // that pointers into `value` (a structured clone's) stay valid.
 void UndoEncode(Value& value, TransferTable& table);
 
+// Decodes a message made by EncodeValue. Transferred items are taken from
+// `table` (Buffers moved out, left detached; ports moved out, each usable
+// once; SharedBuffer handles copied);
+// table may be nullptr when the message has none. Errors as in the header
+// comment. On failure the table's Buffers that were already taken are lost
+// with the partial value: the transport drops such a message (messageerror).
 absl::StatusOr<Value> DecodeValue(std::span<const std::byte> bytes, TransferTable* table = nullptr);
 absl::StatusOr<Value> DecodeValue(std::string_view bytes, TransferTable* table = nullptr);
+
+// DecodeValue into `*out` (replaced; unchanged on error), for a caller that
+// decodes message after message (a transport's receive path): a scalar
+// message — null, a bool, an int, a double — is read in place, with no
+// decoder state and no Value moved through a StatusOr. Same errors as
+// DecodeValue.
+absl::Status DecodeValueInto(std::string_view bytes, Value* out, TransferTable* table = nullptr);
 
 }  // namespace wharf
 

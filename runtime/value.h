@@ -216,6 +216,9 @@ class Value {
   absl::StatusOr<std::string_view> AsString() const;
 
   // Pointer access: nullptr when the kind differs.
+  const bool* GetBool() const { return std::get_if<bool>(&rep_); }
+  const int64_t* GetInt() const { return std::get_if<int64_t>(&rep_); }
+  const double* GetDouble() const { return std::get_if<double>(&rep_); }
   const std::string* GetString() const { return std::get_if<std::string>(&rep_); }
   std::string* GetString() { return std::get_if<std::string>(&rep_); }
   const ValueBytes* GetBytes() const { return std::get_if<ValueBytes>(&rep_); }

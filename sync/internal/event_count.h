@@ -102,17 +102,6 @@ class EventCount {
     if (waiters_.load(std::memory_order_relaxed) != 0) Notify();
   }
 
-  // Notify() whose fence is the caller's own seq_cst read-modify-write just
-  // before (e.g. the CAS that published the element): one seq_cst load of
-  // the waiter count. The pair with A holds because both are seq_cst
-  // operations in one total order: either this load sees the consumer's
-  // announcement, or the announcement comes after the caller's RMW, and the
-  // consumer's re-check (after its fence) sees what the RMW published.
-  // Only for an EventCount with symmetric fences.
-  void NotifyAfterSeqCst() noexcept {
-    if (waiters_.load(std::memory_order_seq_cst) != 0) Wake(1);
-  }
-
   // Whether this thread's last PrepareWait on a kShared, kAsymmetric count
   // could not cover the other processes' light fences (see Fences); clears
   // it. A caller that sleeps on word() itself then sleeps at most

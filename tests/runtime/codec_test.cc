@@ -107,6 +107,69 @@ TEST(CodecTest, RoundTripEdgeScalars) {
   EXPECT_EQ(RoundTrip(Value(std::string("\0", 1))), Value(std::string("\0", 1)));
 }
 
+// EncodeValueTo's in-place scalar path gives EncodeValue's bytes, over a
+// reused buffer that held a longer message.
+TEST(CodecTest, EncodeValueToMatchesEncodeValue) {
+  std::string out(100, 'x');
+  std::vector<Value> values;
+  for (int64_t i : {int64_t{0}, int64_t{-1}, int64_t{63}, int64_t{64}, int64_t{-64}, int64_t{-65},
+                    std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()}) {
+    values.emplace_back(i);
+  }
+  for (double d : {0.0, -0.0, 1.5, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    values.emplace_back(d);
+  }
+  values.emplace_back();
+  values.emplace_back(true);
+  values.emplace_back(false);
+  testing::RandomValues random(7);
+  for (int i = 0; i < 200; ++i) values.push_back(random.Next());
+  for (const Value& v : values) {
+    ASSERT_TRUE(EncodeValueTo(v, &out).ok()) << v.ToString();
+    EXPECT_EQ(out, EncodeValue(v).value()) << v.ToString();
+  }
+}
+
+// DecodeValueInto's in-place scalar path against the Decoder: for every
+// scalar encoding and every one-byte change, truncation and extension of it,
+// both accept the same messages with the same Value, or fail with the same
+// status — and a failed DecodeValueInto leaves its target alone.
+TEST(CodecTest, DecodeValueIntoAgreesWithDecodeValue) {
+  std::vector<std::string> seeds;
+  for (const Value& v : {Value(), Value(false), Value(true), Value(0), Value(-1), Value(63),
+                         Value(64), Value(-65), Value(int64_t{1} << 62),
+                         Value(std::numeric_limits<int64_t>::min()),
+                         Value(std::numeric_limits<int64_t>::max()), Value(0.5), Value(-0.0),
+                         Value(std::nan("")), Value(std::string("ab"))}) {
+    seeds.push_back(EncodeValue(v).value());
+  }
+  const auto check = [](const std::string& bytes) {
+    absl::StatusOr<Value> want = DecodeValue(bytes);
+    Value got("sentinel");
+    const absl::Status status = DecodeValueInto(bytes, &got);
+    ASSERT_EQ(status.ok(), want.ok()) << status;
+    if (want.ok()) {
+      EXPECT_EQ(got, *want);
+    } else {
+      EXPECT_EQ(status, want.status());
+      EXPECT_EQ(got, Value("sentinel"));
+    }
+  };
+  for (const std::string& seed : seeds) {
+    for (size_t len = 0; len <= seed.size(); ++len) check(seed.substr(0, len));
+    for (int extra = 0; extra < 256; ++extra) check(seed + static_cast<char>(extra));
+    for (size_t i = 0; i < seed.size(); ++i) {
+      for (int b = 0; b < 256; ++b) {
+        std::string m = seed;
+        m[i] = static_cast<char>(b);
+        check(m);
+      }
+    }
+  }
+  testing::RandomValues random(99);
+  for (int i = 0; i < 200; ++i) check(EncodeValue(random.Next()).value());
+}
+
 TEST(CodecTest, MaxDepthIsAccepted) {
   Value v;
   for (int i = 0; i < ValueCodec::kMaxDepth; ++i) v = Value::Array(std::move(v));

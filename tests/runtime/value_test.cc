@@ -121,6 +121,12 @@ TEST(ValueTest, TypedAccessors) {
   EXPECT_EQ(Value(1).GetBytes(), nullptr);
   EXPECT_EQ(Value(1).GetBuffer(), nullptr);
   EXPECT_EQ(Value(1).GetSharedBuffer(), nullptr);
+  EXPECT_EQ(*Value(-5).GetInt(), -5);
+  EXPECT_EQ(*Value(2.5).GetDouble(), 2.5);
+  EXPECT_EQ(*Value(true).GetBool(), true);
+  EXPECT_EQ(Value(3).GetDouble(), nullptr);  // unlike AsDouble: the kind, not a conversion
+  EXPECT_EQ(Value(2.5).GetInt(), nullptr);
+  EXPECT_EQ(Value().GetBool(), nullptr);
 }
 
 TEST(ValueTest, MapKeepsInsertionOrderAndRejectsDuplicates) {

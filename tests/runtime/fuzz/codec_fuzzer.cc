@@ -1,4 +1,5 @@
-// libFuzzer target for the Value decoder: DecodeValue must return a status
+// libFuzzer target for the Value decoder: DecodeValue (and DecodeValueInto,
+// which must agree with it) must return a status
 // for any bytes, never crash, hang or over-allocate; whatever it accepts must
 // re-encode and decode to an equal Value, and to the same bytes when the
 // message uses no transfer table (the encoding is canonical).
@@ -49,6 +50,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
 
+  {
+    // The transports' paths (DecodeValueInto, EncodeValueTo: scalars in
+    // place) agree with the general ones on every input, without a table.
+    const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+    absl::StatusOr<wharf::Value> plain = wharf::DecodeValue(bytes);
+    wharf::Value into;
+    const absl::Status st = wharf::DecodeValueInto(bytes, &into);
+    Check(st.ok() == plain.ok(), "DecodeValueInto and DecodeValue disagree on acceptance");
+    if (plain.ok()) {
+      Check(into == *plain, "DecodeValueInto and DecodeValue disagree on the value");
+      std::string to = "stale";
+      Check(wharf::EncodeValueTo(into, &to).ok(), "EncodeValueTo failed on a decoded value");
+      Check(to == bytes, "EncodeValueTo is not canonical");
+    } else {
+      Check(st == plain.status(), "DecodeValueInto and DecodeValue give different errors");
+    }
+  }
   wharf::TransferTable table;
   for (size_t i = 0; i < 3; ++i) table.buffers.push_back(wharf::Buffer::Allocate(i * 7).value());
   table.shared_buffers.push_back(*shared);

@@ -17,6 +17,15 @@
 // the consuming calls — Then(loop, fn), OnReady(fn), WhenAll, WhenAny — after
 // which it is empty (valid() == false).
 //
+// Python's concurrent.futures.Future, for producers that run work (the
+// pools): Cancel() completes a future whose work has not started with
+// kCancelled and runs the producer's OnCancel hook (a pool drops the queued
+// task); it fails once the producer called SetRunning() (Python's
+// set_running_or_notify_cancel). Cancelled(), Running(), Done(),
+// Get(timeout), and AddDoneCallback(fn) — any number, each run once with the
+// result, on the completing thread or at once if done. Wait() and
+// AsCompleted() (future_wait.h, as_completed.h) are built on it.
+//
 // Thread-safety: a Promise and its Future may be used concurrently from
 // different threads; one Future (or Promise) object from one thread at a time.
 // Memory ordering: everything the producer did before SetValue/SetError is
@@ -37,6 +46,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -81,29 +91,74 @@ using FutureResult = typename future_internal::ResultOf<T>::type;
 
 namespace future_internal {
 
+// A done-callback's exception is reported and dropped (as Python logs it):
+// the completing thread is the producer's, which must not be unwound by it.
+inline void ReportCallbackException(const char* what) {
+  std::fprintf(stderr, "wharf: a Future done-callback threw (ignored): %s\n", what);
+}
+
 template <class T>
 class State {
  public:
   using Result = FutureResult<T>;
   using Continuation = absl::AnyInvocable<void(Result&&)>;
+  using DoneCallback = absl::AnyInvocable<void(const Result&)>;
 
-  // Stores the result once; runs the continuation (if any) on this thread.
-  absl::Status Set(Result result) {
-    Continuation cont;
+  // Stores the result once; runs the done callbacks, then the continuation
+  // (if any), on this thread.
+  absl::Status Set(Result result) { return Complete(std::move(result), /*cancel=*/false); }
+
+  // Future::Cancel: completes with kCancelled unless running or done; then
+  // runs the producer's cancel hook. True if cancelled (now or before).
+  bool Cancel() {
     {
       MutexLock lock(mu_);
-      if (result_.has_value()) {
-        return absl::FailedPreconditionError("promise already satisfied");
+      if (result_.has_value()) return cancelled_;
+      if (running_) return false;
+    }
+    // Complete re-checks under the lock (the producer may start or finish
+    // in between; then this is not a cancellation).
+    (void)Complete(Result(absl::CancelledError("cancelled before it started")), /*cancel=*/true);
+    MutexLock lock(mu_);
+    return cancelled_;
+  }
+
+  // Promise::SetRunning: false (and nothing changes) once cancelled.
+  bool SetRunning() {
+    MutexLock lock(mu_);
+    if (cancelled_) return false;
+    if (!result_.has_value()) running_ = true;
+    return true;
+  }
+  void OnCancel(absl::AnyInvocable<void()> hook) {
+    {
+      MutexLock lock(mu_);
+      if (!cancelled_) {
+        on_cancel_ = std::move(hook);
+        return;
       }
-      result_.emplace(std::move(result));
-      cont = std::move(cont_);
     }
-    if (cont) {
-      cont(std::move(*result_));  // the future was consumed: we own result_
-    } else {
-      ready_.Notify();  // release: publishes result_ to Get()
+    hook();
+  }
+  bool Cancelled() {
+    MutexLock lock(mu_);
+    return cancelled_;
+  }
+  bool Running() {
+    MutexLock lock(mu_);
+    return running_ && !result_.has_value();
+  }
+
+  // Runs `fn(result)` once the result is set (now, if it is).
+  void AddDoneCallback(DoneCallback fn) {
+    {
+      MutexLock lock(mu_);
+      if (!result_.has_value()) {
+        callbacks_.push_back(std::move(fn));
+        return;
+      }
     }
-    return absl::OkStatus();
+    RunCallback(fn);
   }
 
   // Runs `cont` with the result now (ready) or when Set is called.
@@ -133,9 +188,51 @@ class State {
   bool TakeFutureOnce() { return !future_taken_.exchange(true); }
 
  private:
+  absl::Status Complete(Result result, bool cancel) {
+    Continuation cont;
+    std::vector<DoneCallback> callbacks;
+    absl::AnyInvocable<void()> hook;
+    {
+      MutexLock lock(mu_);
+      if (result_.has_value()) {
+        return absl::FailedPreconditionError(cancelled_ ? "the future was cancelled"
+                                                        : "promise already satisfied");
+      }
+      if (cancel && running_) return absl::FailedPreconditionError("already running");
+      result_.emplace(std::move(result));
+      cancelled_ = cancel;
+      cont = std::move(cont_);
+      callbacks.swap(callbacks_);
+      if (cancel) hook = std::move(on_cancel_);
+      on_cancel_ = nullptr;
+    }
+    // result_ is final from here. Done() first (release: publishes result_
+    // to Get()), so a callback's waiter (Wait) sees the future done; then
+    // the callbacks read it; then a continuation — the future was consumed,
+    // nobody else reads result_ — takes it.
+    ready_.Notify();
+    for (DoneCallback& fn : callbacks) RunCallback(fn);
+    if (cont) cont(std::move(*result_));
+    if (hook) hook();
+    return absl::OkStatus();
+  }
+  void RunCallback(DoneCallback& fn) {
+    try {
+      fn(*result_);
+    } catch (const std::exception& e) {
+      ReportCallbackException(e.what());
+    } catch (...) {
+      ReportCallbackException("a non-standard exception");
+    }
+  }
+
   Mutex mu_;
   std::optional<Result> result_;  // guarded by mu_ until ready_
   Continuation cont_;             // guarded by mu_
+  std::vector<DoneCallback> callbacks_;   // guarded by mu_
+  absl::AnyInvocable<void()> on_cancel_;  // guarded by mu_
+  bool running_ = false;                  // guarded by mu_
+  bool cancelled_ = false;                // guarded by mu_; final once result_ is set
   Notification ready_;
   std::atomic<bool> future_taken_{false};
 };
@@ -199,6 +296,19 @@ class Promise {
   // Completes with a Result (value or error) as is.
   absl::Status SetResult(Result result) { return Set(std::move(result)); }
 
+  // Marks the work as started, so that Future::Cancel fails from now on.
+  // False if the future was cancelled first: do not run the work (its
+  // future already holds kCancelled). Python's set_running_or_notify_cancel.
+  bool SetRunning() { return state_ != nullptr && state_->SetRunning(); }
+  // `hook` runs once if the future is cancelled (on the cancelling thread;
+  // at once if it already was) — a pool removes the queued task there.
+  // Replaces an earlier hook. Must not block.
+  void OnCancel(absl::AnyInvocable<void()> hook) {
+    if (state_ != nullptr) state_->OnCancel(std::move(hook));
+  }
+  // Whether the future was cancelled (a producer polling before it starts).
+  bool Cancelled() const { return state_ != nullptr && state_->Cancelled(); }
+
  private:
   absl::Status Set(Result r) {
     if (state_ == nullptr) return absl::FailedPreconditionError("moved-from promise");
@@ -247,6 +357,37 @@ class Future {
       return *kEmpty;
     }
     return state_->Get();
+  }
+
+  // Get() waiting at most `timeout`: the result, or (not ready by then) a
+  // result holding DeadlineExceeded — Python's result(timeout). The future
+  // stays valid either way.
+  const Result& Get(absl::Duration timeout) const {
+    if (state_ != nullptr && !state_->WaitUntil(absl::Now() + timeout)) {
+      static const Result* const kTimedOut = new Result(
+          absl::DeadlineExceededError("Future::Get: no result within the timeout"));
+      return *kTimedOut;
+    }
+    return Get();
+  }
+
+  // Python's cancel(): a future whose work has not started (no SetRunning)
+  // completes with kCancelled at once and the producer's OnCancel hook runs;
+  // true then, and true if it was already cancelled. False once running or
+  // done, and on an empty future. Never blocks (beyond the hook).
+  bool Cancel() { return state_ != nullptr && state_->Cancel(); }
+  // Python's cancelled() / running() / done(). Never block.
+  bool Cancelled() const { return state_ != nullptr && state_->Cancelled(); }
+  bool Running() const { return state_ != nullptr && state_->Running(); }
+  bool Done() const { return IsReady(); }
+
+  // Python's add_done_callback: `fn(result)` runs once the future is done
+  // — on the completing thread, or here, now, if it already is — before a
+  // consuming continuation. Any number may be added; each runs once. Keep
+  // them short; an exception from one is reported on stderr and dropped.
+  // Does not consume the future (nothing happens on an empty one).
+  void AddDoneCallback(absl::AnyInvocable<void(const Result&)> fn) const {
+    if (state_ != nullptr) state_->AddDoneCallback(std::move(fn));
   }
 
   // Block until ready or the timeout/deadline; return IsReady().

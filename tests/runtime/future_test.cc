@@ -315,5 +315,178 @@ TEST(FutureTest, StressCompletionAcrossThreads) {
   runner.join();
 }
 
+
+// --- Python's concurrent.futures.Future (CPython test_concurrent_futures'
+// FutureTests, in C++ terms) ------------------------------------------------
+
+TEST(FutureTest, CancelAPendingFutureCompletesItAndRunsTheHook) {
+  Promise<int> p;
+  Future<int> f = p.GetFuture();
+  int hooks = 0;
+  p.OnCancel([&] { ++hooks; });
+  EXPECT_FALSE(f.Cancelled());
+  EXPECT_FALSE(f.Done());
+  EXPECT_TRUE(f.Cancel());
+  EXPECT_TRUE(f.Cancelled());
+  EXPECT_TRUE(f.Done());
+  EXPECT_FALSE(f.Running());
+  EXPECT_EQ(hooks, 1);
+  EXPECT_EQ(f.Get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(f.Cancel());  // again: still cancelled, the hook does not rerun
+  EXPECT_EQ(hooks, 1);
+  // The producer finds out and must not run the work.
+  EXPECT_TRUE(p.Cancelled());
+  EXPECT_FALSE(p.SetRunning());
+  const absl::Status late = p.SetValue(1);
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(std::string(late.message()).find("cancelled"), std::string::npos) << late;
+  // A hook registered after the cancellation runs at once.
+  bool late_hook = false;
+  p.OnCancel([&] { late_hook = true; });
+  EXPECT_TRUE(late_hook);
+}
+
+TEST(FutureTest, CancelFailsOnceRunningOrDone) {
+  Promise<int> running;
+  Future<int> f = running.GetFuture();
+  EXPECT_TRUE(running.SetRunning());
+  EXPECT_TRUE(f.Running());
+  EXPECT_FALSE(f.Cancel());
+  EXPECT_FALSE(f.Cancelled());
+  EXPECT_TRUE(running.SetValue(5).ok());
+  EXPECT_FALSE(f.Running());
+  EXPECT_TRUE(f.Done());
+  EXPECT_FALSE(f.Cancel());
+  EXPECT_EQ(*f.Get(), 5);
+
+  Promise<int> done;
+  Future<int> g = done.GetFuture();
+  EXPECT_TRUE(done.SetError(absl::InternalError("boom")).ok());
+  EXPECT_FALSE(g.Cancel());
+  EXPECT_FALSE(g.Cancelled());
+  EXPECT_EQ(g.Get().status().code(), absl::StatusCode::kInternal);
+
+  Future<int> empty;
+  EXPECT_FALSE(empty.Cancel());
+  EXPECT_FALSE(empty.Cancelled());
+  EXPECT_FALSE(empty.Running());
+  EXPECT_FALSE(empty.Done());
+}
+
+TEST(FutureTest, GetWithTimeout) {
+  Watchdog dog("Get(timeout)", absl::Seconds(30));
+  Promise<std::string> p;
+  Future<std::string> f = p.GetFuture();
+  const FutureResult<std::string>& r = f.Get(absl::Milliseconds(20));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(f.valid());
+  std::thread t([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    (void)p.SetValue("late");
+  });
+  EXPECT_EQ(*f.Get(absl::Seconds(20)), "late");
+  t.join();
+  EXPECT_EQ(*f.Get(absl::ZeroDuration()), "late");  // ready: no wait needed
+}
+
+TEST(FutureTest, DoneCallbacksRunOnceEachWithTheResult) {
+  Promise<int> p;
+  Future<int> f = p.GetFuture();
+  std::vector<std::string> seen;
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { seen.push_back("a" + std::to_string(*r)); });
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { seen.push_back("b" + std::to_string(*r)); });
+  EXPECT_TRUE(seen.empty());
+  EXPECT_TRUE(p.SetValue(7).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"a7", "b7"}));
+  // Added after completion: runs at once.
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { seen.push_back("c" + std::to_string(*r)); });
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2], "c7");
+  EXPECT_EQ(*f.Get(), 7);  // callbacks do not consume
+}
+
+TEST(FutureTest, DoneCallbacksSeeErrorsAndCancellation) {
+  Promise<int> failing;
+  Future<int> f = failing.GetFuture();
+  absl::StatusCode got = absl::StatusCode::kOk;
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { got = r.status().code(); });
+  EXPECT_TRUE(failing.SetError(absl::NotFoundError("x")).ok());
+  EXPECT_EQ(got, absl::StatusCode::kNotFound);
+
+  Promise<int> cancelled;
+  Future<int> g = cancelled.GetFuture();
+  g.AddDoneCallback([&](const absl::StatusOr<int>& r) { got = r.status().code(); });
+  EXPECT_TRUE(g.Cancel());
+  EXPECT_EQ(got, absl::StatusCode::kCancelled);
+
+  // A broken promise is "done" too.
+  Future<int> h;
+  {
+    Promise<int> dropped;
+    h = dropped.GetFuture();
+    h.AddDoneCallback([&](const absl::StatusOr<int>& r) { got = r.status().code(); });
+  }
+  EXPECT_EQ(got, absl::StatusCode::kAborted);
+}
+
+TEST(FutureTest, ADoneCallbackThatThrowsHarmsNeitherTheOthersNorTheProducer) {
+  Promise<int> p;
+  Future<int> f = p.GetFuture();
+  int after = 0;
+  f.AddDoneCallback([](const absl::StatusOr<int>&) { throw std::runtime_error("callback bug"); });
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { after = *r; });
+  EXPECT_TRUE(p.SetValue(3).ok());  // does not throw
+  EXPECT_EQ(after, 3);
+  EXPECT_EQ(*f.Get(), 3);
+}
+
+TEST(FutureTest, DoneCallbacksRunBeforeAConsumingContinuation) {
+  Promise<int> p;
+  Future<int> f = p.GetFuture();
+  std::vector<int> order;
+  f.AddDoneCallback([&](const absl::StatusOr<int>& r) { order.push_back(*r); });
+  std::move(f).OnReady([&](absl::StatusOr<int>&& r) { order.push_back(*r * 10); });
+  EXPECT_TRUE(p.SetValue(2).ok());
+  EXPECT_EQ(order, (std::vector<int>{2, 20}));
+}
+
+// Cancel racing SetRunning and SetValue from other threads: exactly one
+// outcome — cancelled (the hook ran once, the producer saw it and did not
+// run) or not (the producer's value) — in every round.
+TEST(FutureTest, StressCancelRacesTheProducer) {
+  Watchdog dog("Future cancel stress", absl::Seconds(120));
+  int cancelled_rounds = 0;
+  for (int round = 0; round < 5000; ++round) {
+    Promise<int> p;
+    Future<int> f = p.GetFuture();
+    std::atomic<int> hooks{0};
+    std::atomic<int> callbacks{0};
+    p.OnCancel([&] { hooks.fetch_add(1); });
+    f.AddDoneCallback([&](const absl::StatusOr<int>&) { callbacks.fetch_add(1); });
+    bool ran = false;
+    std::thread producer([&] {
+      if (p.SetRunning()) {
+        ran = true;
+        EXPECT_TRUE(p.SetValue(round).ok());
+      }
+    });
+    const bool cancelled = f.Cancel();
+    producer.join();
+    EXPECT_EQ(callbacks.load(), 1);
+    if (cancelled) {
+      ++cancelled_rounds;
+      EXPECT_FALSE(ran);
+      EXPECT_EQ(hooks.load(), 1);
+      EXPECT_EQ(f.Get().status().code(), absl::StatusCode::kCancelled);
+    } else {
+      EXPECT_TRUE(ran);
+      EXPECT_EQ(hooks.load(), 0);
+      EXPECT_EQ(*f.Get(), round);
+    }
+  }
+  // Both outcomes are possible; neither is checked for a count (timing).
+  (void)cancelled_rounds;
+}
+
 }  // namespace
 }  // namespace wharf

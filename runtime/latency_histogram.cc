@@ -56,7 +56,8 @@ void LatencyHistogram::Record(absl::Duration d) {
 LatencyHistogram::Snapshot LatencyHistogram::Read() const {
   Snapshot out;
   uint64_t sum_ns = 0, max_ns = 0;
-  for (const Shard& s : shards_) {
+  for (int i = 0; i < kShards; ++i) {
+    const Shard& s = shards_[i];
     for (int b = 0; b < kBuckets; ++b) {
       const uint64_t n = s.buckets[b].load(std::memory_order_relaxed);
       out.buckets[b] += n;

@@ -7,11 +7,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -170,6 +172,37 @@ TEST(ShmRingTest, CloseDrainsThenEnds) {
   EXPECT_TRUE(w2.reader_closed());
 }
 
+// Reads 64-byte-max RingRecords in order until the ring is drained, closing
+// the reader once `close_after` were read. `writer_gone()` is asked when the
+// ring is empty before the close (a writer that ended then is a failure).
+// The count read, or -1 after a reported failure.
+int64_t ReadClosingAfter(ShmRing& r, uint64_t close_after, absl::FunctionRef<bool()> writer_gone) {
+  std::string out;
+  uint64_t next = 0;
+  while (!r.Drained()) {
+    if (next == close_after) r.CloseReader();
+    absl::StatusOr<bool> got = r.TryRead(out);
+    if (!got.ok()) {
+      ADD_FAILURE() << got.status();
+      return -1;
+    }
+    if (!*got) {
+      if (next < close_after && r.Empty() && writer_gone()) {
+        ADD_FAILURE() << "the writer ended before the reader closed, after " << next;
+        return -1;
+      }
+      (void)r.WaitReadable(absl::Now() + absl::Milliseconds(50));
+      continue;
+    }
+    if (CheckRingRecord(out, 64) != static_cast<int64_t>(next)) {
+      ADD_FAILURE() << "record " << next << " is corrupt or out of order";
+      return -1;
+    }
+    ++next;
+  }
+  return static_cast<int64_t>(next);
+}
+
 // The reader closes while a writer streams: every write that returned kOk
 // is read before the reader calls itself Drained (the writer's in-write mark
 // against the reader's close: Close in shm_ring.cc), every later one is
@@ -196,22 +229,11 @@ TEST(ShmRingTest, ReaderCloseRacingWritesLosesNoAcceptedRecord) {
         accepted.store(i + 1, std::memory_order_relaxed);
       }
     });
-    const uint64_t close_after = rng() % 2000;
-    std::string out;
-    uint64_t next = 0;
-    while (!r.Drained()) {
-      if (next == close_after) r.CloseReader();
-      absl::StatusOr<bool> got = r.TryRead(out);
-      ASSERT_TRUE(got.ok()) << got.status();
-      if (!*got) {
-        (void)r.WaitReadable(absl::Now() + absl::Milliseconds(50));
-        continue;
-      }
-      ASSERT_EQ(CheckRingRecord(out, 64), static_cast<int64_t>(next)) << round;
-      ++next;
-    }
+    const int64_t read = ReadClosingAfter(r, rng() % 2000, [] { return false; });
     writer.join();
-    EXPECT_EQ(next, accepted.load()) << "round " << round << ": an accepted record was lost";
+    ASSERT_GE(read, 0) << "round " << round;
+    EXPECT_EQ(static_cast<uint64_t>(read), accepted.load())
+        << "round " << round << ": an accepted record was lost";
   }
 }
 
@@ -225,31 +247,19 @@ TEST(ShmRingTest, ReaderCloseRacingAWriterProcessLosesNoAcceptedRecord) {
                                    {"write_until_closed", InheritableFd(t.buffer), "100000000",
                                     "64"});
     ASSERT_TRUE(child.ok()) << child.status();
-    const uint64_t close_after = rng() % 2000;
-    std::string out;
-    uint64_t next = 0;
-    while (!r.Drained()) {
-      if (next == close_after) r.CloseReader();
-      absl::StatusOr<bool> got = r.TryRead(out);
-      ASSERT_TRUE(got.ok()) << got.status();
-      if (!*got) {
-        if (next < close_after && r.Empty()) {
-          const std::optional<int> early = child->TryWait();
-          ASSERT_FALSE(early.has_value()) << "round " << round << ": the writer exited with "
-                                          << *early << " before the reader closed";
-        }
-        (void)r.WaitReadable(absl::Now() + absl::Milliseconds(50));
-        continue;
-      }
-      ASSERT_EQ(CheckRingRecord(out, 64), static_cast<int64_t>(next)) << round;
-      ++next;
-    }
+    std::optional<int> early;
+    const int64_t read = ReadClosingAfter(r, rng() % 2000, [&] {
+      early = child->TryWait();
+      return early.has_value();
+    });
+    ASSERT_GE(read, 0) << "round " << round << (early ? ": the writer exited with " : "")
+                       << (early ? std::to_string(*early) : "");
     absl::StatusOr<int> code = child->Wait(absl::Seconds(60));
     ASSERT_TRUE(code.ok()) << code.status();
     EXPECT_EQ(*code, 0) << round;
     const auto* header = reinterpret_cast<const ShmRingHeader*>(t.buffer.data());
-    EXPECT_EQ(next, header->records_written.load()) << "round " << round
-                                                    << ": an accepted record was lost";
+    EXPECT_EQ(static_cast<uint64_t>(read), header->records_written.load())
+        << "round " << round << ": an accepted record was lost";
   }
 }
 

@@ -153,7 +153,7 @@ class State {
   void AddDoneCallback(DoneCallback fn) {
     {
       MutexLock lock(mu_);
-      if (!result_.has_value()) {
+      if (!result_.has_value() || delivering_) {  // Complete runs it, after ready_
         callbacks_.push_back(std::move(fn));
         return;
       }
@@ -165,7 +165,7 @@ class State {
   void Subscribe(Continuation cont) {
     {
       MutexLock lock(mu_);
-      if (!result_.has_value()) {
+      if (!result_.has_value() || delivering_) {  // callbacks may still read result_
         cont_ = std::move(cont);
         return;
       }
@@ -189,8 +189,6 @@ class State {
 
  private:
   absl::Status Complete(Result result, bool cancel) {
-    Continuation cont;
-    std::vector<DoneCallback> callbacks;
     absl::AnyInvocable<void()> hook;
     {
       MutexLock lock(mu_);
@@ -201,17 +199,32 @@ class State {
       if (cancel && running_) return absl::FailedPreconditionError("already running");
       result_.emplace(std::move(result));
       cancelled_ = cancel;
-      cont = std::move(cont_);
-      callbacks.swap(callbacks_);
+      delivering_ = true;
       if (cancel) hook = std::move(on_cancel_);
       on_cancel_ = nullptr;
     }
     // result_ is final from here. Done() first (release: publishes result_
     // to Get()), so a callback's waiter (Wait) sees the future done; then
-    // the callbacks read it; then a continuation — the future was consumed,
-    // nobody else reads result_ — takes it.
+    // the callbacks read it — also those added meanwhile (delivering_ sends
+    // them here rather than running them on the adding thread before
+    // ready_, where a Wait woken by one would see its future not yet done);
+    // then a continuation — the future was consumed, nobody else reads
+    // result_ — takes it, once no callback can still be reading.
     ready_.Notify();
-    for (DoneCallback& fn : callbacks) RunCallback(fn);
+    Continuation cont;
+    for (;;) {
+      std::vector<DoneCallback> batch;
+      {
+        MutexLock lock(mu_);
+        batch.swap(callbacks_);
+        if (batch.empty()) {
+          delivering_ = false;
+          cont = std::move(cont_);
+          break;
+        }
+      }
+      for (DoneCallback& fn : batch) RunCallback(fn);
+    }
     if (cont) cont(std::move(*result_));
     if (hook) hook();
     return absl::OkStatus();
@@ -233,6 +246,7 @@ class State {
   absl::AnyInvocable<void()> on_cancel_;  // guarded by mu_
   bool running_ = false;                  // guarded by mu_
   bool cancelled_ = false;                // guarded by mu_; final once result_ is set
+  bool delivering_ = false;  // guarded by mu_: Complete is still running callbacks
   Notification ready_;
   std::atomic<bool> future_taken_{false};
 };

@@ -488,5 +488,40 @@ TEST(FutureTest, StressCancelRacesTheProducer) {
   (void)cancelled_rounds;
 }
 
+// A callback added while the producer is completing (result set, ready not
+// yet notified) sees the future done — the race behind a Wait that woke
+// with nothing done (CI, stop 12) — and a continuation consuming the
+// future meanwhile waits for the callbacks still reading the result (TSan
+// saw the move racing those reads before the fix).
+TEST(FutureTest, StressCallbacksAndContinuationRaceCompletion) {
+  Watchdog dog("Future callback race stress", absl::Seconds(120));
+  for (int round = 0; round < 3000; ++round) {
+    Promise<int> p;
+    Future<int> f = p.GetFuture();
+    std::thread producer([&] { EXPECT_TRUE(p.SetValue(round).ok()); });
+    std::atomic<int> saw_done{-1};
+    f.AddDoneCallback([&](const absl::StatusOr<int>&) { saw_done.store(f.Done() ? 1 : 0); });
+    producer.join();
+    EXPECT_EQ(saw_done.load(), 1) << round;
+  }
+  for (int round = 0; round < 3000; ++round) {
+    Promise<std::string> p;
+    Future<std::string> f = p.GetFuture();
+    std::atomic<int> seen{0};
+    f.AddDoneCallback([&](const absl::StatusOr<std::string>& r) {
+      if (r->size() == 40) seen.fetch_add(1);
+    });
+    std::thread producer([&] { EXPECT_TRUE(p.SetValue(std::string(40, 'x')).ok()); });
+    f.AddDoneCallback([&](const absl::StatusOr<std::string>& r) {
+      if (r->size() == 40) seen.fetch_add(1);
+    });
+    std::string moved;
+    std::move(f).OnReady([&](absl::StatusOr<std::string>&& r) { moved = std::move(*r); });
+    producer.join();
+    EXPECT_EQ(seen.load(), 2) << round;
+    EXPECT_EQ(moved.size(), 40u) << round;
+  }
+}
+
 }  // namespace
 }  // namespace wharf

@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "wharf/runtime/internal/named_registry.h"
 #include "wharf/runtime/internal/process_backend.h"
 #include "wharf/runtime/internal/thread_backend.h"
 #include "wharf/runtime/internal/worker_runner.h"
@@ -26,47 +27,25 @@ using sync_internal::Cat;
 
 std::atomic<uint64_t> next_worker_id{1};
 
-struct Registry {
-  Mutex mu;
-  std::map<std::string, WorkerFunction, std::less<>> entries;
-};
-Registry& GetRegistry() {
-  static Registry* r = new Registry;  // never destroyed: usable in static init/exit
+runtime_internal::NamedRegistry<WorkerFunction>& Entries() {
+  // Never destroyed: usable in static initialisation and at exit.
+  static auto* r = new runtime_internal::NamedRegistry<WorkerFunction>(
+      "worker entry", "WorkerRegistry::Register or WHARF_WORKER_ENTRY", "WHARF_WORKER_ENTRY");
   return *r;
 }
 
 }  // namespace
 
 absl::Status WorkerRegistry::Register(std::string name, WorkerFunction fn) {
-  if (name.empty()) return absl::InvalidArgumentError("worker entry name is empty");
-  if (!fn) return absl::InvalidArgumentError(Cat("worker entry '", name, "' is null"));
-  Registry& r = GetRegistry();
-  MutexLock lock(r.mu);
-  if (!r.entries.emplace(name, std::move(fn)).second) {
-    return absl::AlreadyExistsError(Cat("worker entry '", name, "' is already registered"));
-  }
-  return absl::OkStatus();
+  return Entries().Register(std::move(name), std::move(fn));
 }
 
 bool WorkerRegistry::RegisterOrDie(std::string name, WorkerFunction fn) {
-  absl::Status s = Register(std::move(name), std::move(fn));
-  if (!s.ok()) {
-    std::fprintf(stderr, "WHARF_WORKER_ENTRY: %s\n", std::string(s.message()).c_str());
-    std::abort();
-  }
-  return true;
+  return Entries().RegisterOrDie(std::move(name), std::move(fn));
 }
 
 absl::StatusOr<WorkerFunction> WorkerRegistry::Find(std::string_view name) {
-  Registry& r = GetRegistry();
-  MutexLock lock(r.mu);
-  auto it = r.entries.find(name);
-  if (it == r.entries.end()) {
-    return absl::NotFoundError(Cat("no worker entry named '", name,
-                                   "' (register it with WorkerRegistry::Register or "
-                                   "WHARF_WORKER_ENTRY)"));
-  }
-  return it->second;
+  return Entries().Find(name);
 }
 
 namespace runtime_internal {

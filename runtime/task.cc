@@ -1,0 +1,81 @@
+#include "wharf/runtime/task.h"
+
+#include <map>
+
+#include "wharf/runtime/internal/named_registry.h"
+#include "wharf/sync/mutex.h"
+
+namespace wharf {
+
+namespace {
+
+using sync_internal::Cat;
+
+runtime_internal::NamedRegistry<TaskFunction>& Tasks() {
+  // Never destroyed: usable in static initialisation and at exit.
+  static auto* r = new runtime_internal::NamedRegistry<TaskFunction>(
+      "task", "TaskRegistry::Register, WHARF_TASK or WHARF_TYPED_TASK", "WHARF_TASK");
+  return *r;
+}
+
+struct Names {
+  Mutex mu;
+  std::map<const void*, std::string> by_fn;  // guarded by mu
+};
+Names& TypedNames() {
+  static auto* n = new Names;
+  return *n;
+}
+
+}  // namespace
+
+absl::Status TaskRegistry::Register(std::string name, TaskFunction fn) {
+  return Tasks().Register(std::move(name), std::move(fn));
+}
+
+bool TaskRegistry::RegisterOrDie(std::string name, TaskFunction fn) {
+  return Tasks().RegisterOrDie(std::move(name), std::move(fn));
+}
+
+absl::StatusOr<TaskFunction> TaskRegistry::Find(std::string_view name) {
+  return Tasks().Find(name);
+}
+
+bool TaskRegistry::RememberName(const void* fn, const std::string& name) {
+  Names& n = TypedNames();
+  MutexLock lock(n.mu);
+  return n.by_fn.emplace(fn, name).second;
+}
+
+absl::StatusOr<std::string> TaskRegistry::NameOf(const void* fn) {
+  Names& n = TypedNames();
+  MutexLock lock(n.mu);
+  auto it = n.by_fn.find(fn);
+  if (it == n.by_fn.end()) {
+    return absl::NotFoundError(
+        "this function is not a registered typed task (register it with "
+        "WHARF_TYPED_TASK(function) at namespace scope)");
+  }
+  return it->second;
+}
+
+namespace task_internal {
+
+absl::Status ArgumentError(std::string_view task, size_t index, size_t count,
+                           const absl::Status& why) {
+  return absl::InvalidArgumentError(Cat("task '", task, "': argument ", index + 1, " of ", count,
+                                        ": ", why.message()));
+}
+
+absl::Status CountError(std::string_view task, size_t want, const Value& arg) {
+  const ValueArray* array = arg.GetArray();
+  return absl::InvalidArgumentError(
+      array == nullptr
+          ? Cat("task '", task, "' takes its ", want, " argument(s) as an array; got ",
+                Value::KindName(arg.kind()))
+          : Cat("task '", task, "' takes ", want, " argument(s); got ", array->size()));
+}
+
+}  // namespace task_internal
+
+}  // namespace wharf

@@ -177,3 +177,36 @@ def wharf_deps():
             debian_package = "libcaf-dev",
             packages = {"": system_cc_library("core", libs = ["caf_core", "pthread"])},
         )
+    if "openssl" not in existing:
+        # OpenSSL 3 (Debian's libssl-dev), under the Bazel Central Registry's
+        # labels: @openssl//:crypto (libcrypto: EVP, scrypt — hash_pool) and
+        # @openssl//:ssl.
+        system_repo(
+            name = "openssl",
+            probe_headers = ["openssl/evp.h"],
+            debian_package = "libssl-dev",
+            packages = {"": system_cc_library("crypto", libs = ["crypto"]) +
+                            system_cc_library("ssl", libs = ["ssl"], deps = [":crypto"])},
+        )
+    if "onetbb" not in existing:
+        # oneTBB 2021 (Debian's libtbb-dev), a peer in bench/pool_bench:
+        # @onetbb//:tbb, as the Bazel Central Registry names it.
+        system_repo(
+            name = "onetbb",
+            probe_headers = ["oneapi/tbb/task_group.h"],
+            debian_package = "libtbb-dev",
+            packages = {"": system_cc_library("tbb", libs = ["tbb", "pthread"])},
+        )
+    if "com_github_jupp0r_prometheus_cpp" not in existing:
+        # prometheus-cpp 1.0 (Debian's prometheus-cpp-dev), under upstream's
+        # own Bazel labels: @com_github_jupp0r_prometheus_cpp//core (metrics,
+        # Registry) and //pull (Exposer: serves /metrics over HTTP).
+        system_repo(
+            name = "com_github_jupp0r_prometheus_cpp",
+            probe_headers = ["prometheus/registry.h", "prometheus/exposer.h"],
+            debian_package = "prometheus-cpp-dev",
+            packages = {
+                "core": system_cc_library("core", libs = ["prometheus-cpp-core"]),
+                "pull": system_cc_library("pull", libs = ["prometheus-cpp-pull"], deps = ["//core"]),
+            },
+        )

@@ -1,7 +1,10 @@
 #include "wharf/runtime/task.h"
 
+#include <exception>
 #include <map>
 
+#include "absl/strings/cord.h"
+#include "wharf/runtime/error_record.h"
 #include "wharf/runtime/internal/named_registry.h"
 #include "wharf/sync/mutex.h"
 
@@ -10,6 +13,8 @@ namespace wharf {
 namespace {
 
 using sync_internal::Cat;
+
+constexpr char kErrorRecordUrl[] = "type.googleapis.com/wharf.ErrorRecord";
 
 runtime_internal::NamedRegistry<TaskFunction>& Tasks() {
   // Never destroyed: usable in static initialisation and at exit.
@@ -28,6 +33,35 @@ Names& TypedNames() {
 }
 
 }  // namespace
+
+absl::Status TaskExceptionStatus(std::string_view task, std::string_view type,
+                                 std::string_view message) {
+  const ErrorRecord record{std::string(type), std::string(message)};
+  absl::Status s = absl::UnknownError(Cat("task '", task, "' failed: ", record.ToString()));
+  std::string payload(type);
+  payload.push_back('\0');
+  payload += message;
+  s.SetPayload(kErrorRecordUrl, absl::Cord(payload));
+  return s;
+}
+
+std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status) {
+  auto payload = status.GetPayload(kErrorRecordUrl);  // absl::optional in Debian's Abseil
+  if (!payload.has_value()) return std::nullopt;
+  const std::string flat(*payload);
+  const size_t nul = flat.find('\0');
+  if (nul == std::string::npos) return std::nullopt;
+  return ErrorRecord{flat.substr(0, nul), flat.substr(nul + 1)};
+}
+
+absl::StatusOr<Value> CallTask(const TaskFunction& fn, TaskContext& ctx, Value arg) {
+  try {
+    return fn(ctx, std::move(arg));
+  } catch (...) {
+    const ErrorRecord record = ErrorRecord::Of(std::current_exception());
+    return TaskExceptionStatus(ctx.task_name(), record.type, record.message);
+  }
+}
 
 absl::Status TaskRegistry::Register(std::string name, TaskFunction fn) {
   return Tasks().Register(std::move(name), std::move(fn));

@@ -46,6 +46,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "wharf/runtime/codec.h"
+#include "wharf/runtime/error_record.h"
 #include "wharf/runtime/value.h"
 #include "wharf/sync/internal/str_cat.h"
 
@@ -53,27 +54,32 @@ namespace wharf {
 
 // What a running task sees of its run. Cheap to copy; StopRequested may be
 // polled from the task's thread at any rate (one relaxed load).
+//
+// The stop signal is a 64-bit cell holding the id of the task asked to stop:
+// a thread pool gives each task its own cell, a process worker one cell in
+// memory shared with its pool, which writes the running task's id there to
+// stop it (so a late write can never stop the next task).
 class TaskContext {
  public:
   TaskContext(std::string name, uint64_t id, int attempt,
-              std::shared_ptr<const std::atomic<bool>> stop)
+              std::shared_ptr<const std::atomic<uint64_t>> stop)
       : name_(std::move(name)), id_(id), attempt_(attempt), stop_(std::move(stop)) {}
 
   std::string_view task_name() const { return name_; }
-  // Unique within the pool that runs it.
+  // Unique within the pool that runs it (never 0).
   uint64_t task_id() const { return id_; }
   // 1; 2 when an idempotent task runs again after its worker died.
   int attempt() const { return attempt_; }
   // The task was cancelled or timed out: return soon, the result is dropped.
   bool StopRequested() const {
-    return stop_ != nullptr && stop_->load(std::memory_order_relaxed);
+    return stop_ != nullptr && stop_->load(std::memory_order_relaxed) == id_;
   }
 
  private:
   std::string name_;
   uint64_t id_ = 0;
   int attempt_ = 1;
-  std::shared_ptr<const std::atomic<bool>> stop_;
+  std::shared_ptr<const std::atomic<uint64_t>> stop_;
 };
 
 using TaskFunction = std::function<absl::StatusOr<Value>(TaskContext&, Value)>;
@@ -100,6 +106,17 @@ class TaskRegistry {
  private:
   static bool RememberName(const void* fn, const std::string& name);
 };
+
+// Runs `fn` as a pool worker does: a thrown exception becomes kUnknown
+// "task 'name' failed: <type>: <message>" carrying the ErrorRecord as a
+// payload (TaskErrorRecord in worker_pool.h reads it back).
+absl::StatusOr<Value> CallTask(const TaskFunction& fn, TaskContext& ctx, Value arg);
+// The status CallTask makes of an exception of `type` with `message` (also
+// rebuilt from a process worker's report).
+absl::Status TaskExceptionStatus(std::string_view task, std::string_view type,
+                                 std::string_view message);
+// The ErrorRecord a failed task's status carries (nullopt if none).
+std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status);
 
 namespace task_internal {
 

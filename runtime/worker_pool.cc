@@ -6,10 +6,10 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
-#include <concurrentqueue/concurrentqueue.h>
 #include "wharf/runtime/available_parallelism.h"
+#include "wharf/runtime/internal/pool_core.h"
+#include "wharf/runtime/internal/process_pool_backend.h"
 #include "wharf/sync/internal/event_count.h"
 #include "wharf/sync/internal/spin_lock.h"
 #include "wharf/sync/internal/str_cat.h"
@@ -19,12 +19,6 @@ namespace wharf {
 
 namespace {
 
-constexpr int kQueued = 0;
-constexpr int kRunning = 1;
-constexpr int kDone = 2;
-
-constexpr char kErrorRecordUrl[] = "type.googleapis.com/wharf.ErrorRecord";
-
 // TSan and moodycamel 1.0.3: a drained block is recycled through the
 // queue's free list with relaxed counts and standalone fences, which TSan
 // does not model (cameron314/concurrentqueue#404): with several consumers it
@@ -33,332 +27,364 @@ constexpr char kErrorRecordUrl[] = "type.googleapis.com/wharf.ErrorRecord";
 // (tests/testing/tsan.supp); the stress tests check every job runs once.
 
 using sync_internal::Cat;
+using pool_internal::kDone;
+using pool_internal::kQueued;
+using pool_internal::kRunning;
 
 }  // namespace
 
-std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status) {
-  auto payload = status.GetPayload(kErrorRecordUrl);  // absl::optional in Debian's Abseil
-  if (!payload.has_value()) return std::nullopt;
-  const std::string flat(*payload);
-  const size_t nul = flat.find('\0');
-  if (nul == std::string::npos) return std::nullopt;
-  return ErrorRecord{flat.substr(0, nul), flat.substr(nul + 1)};
-}
-
 absl::Status WorkerPool::TaskFailed(std::string_view name, std::exception_ptr e) {
   const ErrorRecord record = ErrorRecord::Of(e);
-  absl::Status s = absl::UnknownError(Cat("task '", name, "' failed: ", record.ToString()));
-  std::string payload = record.type;
-  payload.push_back('\0');
-  payload += record.message;
-  s.SetPayload(kErrorRecordUrl, absl::Cord(payload));
-  return s;
+  return TaskExceptionStatus(name, record.type, record.message);
 }
 
 namespace pool_internal {
 
-// One worker thread. Lives (shared) as long as its thread or the pool.
-struct WorkerSlot {
-  sync_internal::SpinLock mu;
-  std::shared_ptr<Job> current;  // guarded by mu: the job it runs, if any
-  std::atomic<bool> abandoned{false};
-};
+Core::Core(PoolOptions o) : options(std::move(o)), process(options.isolation == Isolation::kProcess) {}
+Core::~Core() = default;
 
-struct Core : std::enable_shared_from_this<Core> {
-  explicit Core(PoolOptions o) : options(std::move(o)) {}
+// --- queue accounting -------------------------------------------------------
 
-  PoolOptions options;
-  size_t max_queue = 0;
-
-  moodycamel::ConcurrentQueue<std::shared_ptr<Job>> queue;
-  std::atomic<int64_t> queued{0};  // jobs in `queue` not yet claimed or removed
-  sync_internal::EventCount work;  // idle workers sleep here
-  sync_internal::EventCount room;  // FullPolicy::kWait submitters
-  sync_internal::EventCount quiet;  // Close/Destroy wait for busy == 0 / threads gone
-  sync_internal::EventCount timers_changed;
-
-  std::atomic<uint64_t> next_id{1};
-  std::atomic<int> workers{0};  // live, not abandoned
-  std::atomic<int> idle{0};
-  std::atomic<int> busy{0};
-  std::atomic<bool> closing{false};
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> destroyed{false};
-
-  std::atomic<uint64_t> completed{0}, failed{0}, cancelled{0}, abandoned{0};
-  LatencyHistogram run_time, wait_time;
-
-  Mutex mu;
-  std::list<std::shared_ptr<WorkerSlot>> slots;             // guarded by mu
-  std::vector<std::function<void()>> drain_handlers;        // guarded by mu
-  std::multimap<absl::Time, std::weak_ptr<Job>> deadlines;  // guarded by mu
-  std::multimap<absl::Time, std::weak_ptr<Job>> graces;     // guarded by mu
-  std::thread monitor;                                      // guarded by mu
-  bool monitor_stop = false;                                // guarded by mu
-
-  // --- queue accounting -------------------------------------------------
-  // A job leaves the queue once: claimed by a worker, or removed (cancel,
-  // timeout, Destroy) — whoever wins its kQueued CAS.
-  void LeftQueue() {
-    const int64_t before = queued.fetch_sub(1, std::memory_order_acq_rel);
-    if (static_cast<size_t>(before) >= max_queue) {
-      room.NotifyAll();
-      std::vector<std::function<void()>> handlers;
-      {
-        MutexLock lock(mu);
-        handlers = drain_handlers;
-      }
-      for (auto& h : handlers) h();  // Piscina's 'drain', as soon as there is room
+void Core::LeftQueue() {
+  const int64_t before = queued.fetch_sub(1, std::memory_order_acq_rel);
+  if (static_cast<size_t>(before) >= max_queue) {
+    room.NotifyAll();
+    std::vector<std::function<void()>> handlers;
+    {
+      MutexLock lock(mu);
+      handlers = drain_handlers;
     }
+    for (auto& h : handlers) h();  // Piscina's 'drain', as soon as there is room
   }
-  bool Remove(Job& job, absl::Status why) {
-    int expected = kQueued;
-    if (!job.phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) {
-      return false;
-    }
-    LeftQueue();
+}
+
+bool Core::Remove(Job& job, absl::Status why) {
+  int expected = kQueued;
+  if (!job.phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) {
+    return false;
+  }
+  LeftQueue();
+  cancelled.fetch_add(1, std::memory_order_relaxed);
+  (void)job.fail(std::move(why));
+  return true;
+}
+
+bool Core::Claim(Job& job) {
+  int expected = kQueued;
+  if (!job.phase.compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) {
+    return false;  // removed while queued: already accounted
+  }
+  LeftQueue();
+  if (!job.set_running()) {  // Future::Cancel won just now
+    job.phase.store(kDone, std::memory_order_release);
     cancelled.fetch_add(1, std::memory_order_relaxed);
-    (void)job.fail(std::move(why));
-    return true;
+    return false;
   }
+  return true;
+}
 
-  // --- workers ----------------------------------------------------------
-  void MaybeSpawn() {
-    if (idle.load(std::memory_order_acquire) > 0) return;
-    int n = workers.load(std::memory_order_relaxed);
-    while (n < options.max_workers) {
-      if (workers.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) {
-        Spawn();
-        return;
-      }
+void Core::FailQueued(const absl::Status& why) {
+  std::shared_ptr<Job> job;
+  while (queue.try_dequeue(job)) {
+    int expected = kQueued;
+    if (!job->phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) continue;
+    LeftQueue();
+    failed.fetch_add(1, std::memory_order_relaxed);
+    (void)job->fail(why);
+  }
+}
+
+// --- thread workers ---------------------------------------------------------
+
+void Core::MaybeSpawn() {
+  if (idle.load(std::memory_order_acquire) > 0) return;
+  int n = workers.load(std::memory_order_relaxed);
+  while (n < options.max_workers) {
+    if (workers.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) {
+      Spawn();
+      return;
     }
   }
-  // Starts one thread; `workers` already counts it.
-  void Spawn() {
-    auto slot = std::make_shared<WorkerSlot>();
-    {
-      MutexLock lock(mu);
-      slots.push_back(slot);
-    }
-    std::thread([self = shared_from_this(), slot] { self->WorkerLoop(*slot); }).detach();
-  }
-  void RemoveSlot(WorkerSlot* slot) {
+}
+
+void Core::Spawn() {
+  auto slot = std::make_shared<WorkerSlot>();
+  {
     MutexLock lock(mu);
-    slots.remove_if([slot](const std::shared_ptr<WorkerSlot>& s) { return s.get() == slot; });
+    slots.push_back(slot);
   }
+  std::thread([self = shared_from_this(), slot] { self->WorkerLoop(*slot); }).detach();
+}
 
-  void WorkerLoop(WorkerSlot& slot) {
-    for (;;) {
-      std::shared_ptr<Job> job;
-      if (!queue.try_dequeue(job)) {
-        if (stopping.load(std::memory_order_acquire)) break;
-        const auto key = work.PrepareWait();
-        if (queue.size_approx() != 0 || stopping.load(std::memory_order_acquire)) {
-          work.CancelWait();
-          continue;
-        }
-        idle.fetch_add(1, std::memory_order_acq_rel);
-        const bool woken = work.CommitWait(key, absl::Now() + options.idle_timeout);
-        idle.fetch_sub(1, std::memory_order_acq_rel);
-        if (!woken && queue.size_approx() == 0) {
-          // Idle past idle_timeout: leave if above min_workers.
-          int n = workers.load(std::memory_order_relaxed);
-          if (n > options.min_workers &&
-              workers.compare_exchange_strong(n, n - 1, std::memory_order_acq_rel)) {
-            RemoveSlot(&slot);
-            quiet.NotifyAll();
-            return;
-          }
-        }
+void Core::RemoveSlot(WorkerSlot* slot) {
+  MutexLock lock(mu);
+  slots.remove_if([slot](const std::shared_ptr<WorkerSlot>& s) { return s.get() == slot; });
+}
+
+void Core::WorkerLoop(WorkerSlot& slot) {
+  if (!options.initializer.empty()) {
+    absl::StatusOr<TaskFunction> init = TaskRegistry::Find(options.initializer);
+    absl::Status s = init.status();
+    if (init.ok()) {
+      TaskContext ctx(options.initializer, 0, 1, nullptr);
+      s = CallTask(*init, ctx, Value()).status();
+    }
+    if (!s.ok()) {
+      FailQueued(absl::FailedPreconditionError(
+          Cat("WorkerPool '", options.name, "': initializer '", options.initializer,
+              "' failed, so the worker stopped: ", s.ToString())));
+      workers.fetch_sub(1, std::memory_order_acq_rel);
+      RemoveSlot(&slot);
+      quiet.NotifyAll();
+      return;
+    }
+  }
+  int tasks_run = 0;
+  for (;;) {
+    std::shared_ptr<Job> job;
+    if (!queue.try_dequeue(job)) {
+      if (stopping.load(std::memory_order_acquire)) break;
+      const auto key = work.PrepareWait();
+      if (queue.size_approx() != 0 || stopping.load(std::memory_order_acquire)) {
+        work.CancelWait();
         continue;
       }
-      int expected = kQueued;
-      if (!job->phase.compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) {
-        continue;  // removed while queued: already accounted
-      }
-      LeftQueue();
-      if (!job->set_running()) {  // Future::Cancel won just now
-        job->phase.store(kDone, std::memory_order_release);
-        cancelled.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      RunJob(slot, job);
-      if (slot.abandoned.load(std::memory_order_acquire)) return;  // replaced meanwhile
-    }
-    workers.fetch_sub(1, std::memory_order_acq_rel);
-    RemoveSlot(&slot);
-    quiet.NotifyAll();
-  }
-
-  void RunJob(WorkerSlot& slot, const std::shared_ptr<Job>& job) {
-    {
-      std::lock_guard<sync_internal::SpinLock> lock(slot.mu);
-      slot.current = job;
-    }
-    job->slot.store(&slot, std::memory_order_release);
-    busy.fetch_add(1, std::memory_order_acq_rel);
-    const absl::Time start = absl::Now();
-    wait_time.Record(start - job->enqueued);
-    TaskContext ctx(job->name, job->id, 1, job->stop);
-    job->run(ctx, [&](bool ok) {
-      run_time.Record(absl::Now() - start);
-      if (!job->timed_out.load(std::memory_order_acquire)) {
-        (ok ? completed : failed).fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-    job->phase.store(kDone, std::memory_order_release);
-    {
-      std::lock_guard<sync_internal::SpinLock> lock(slot.mu);
-      slot.current.reset();
-    }
-    busy.fetch_sub(1, std::memory_order_acq_rel);
-    quiet.NotifyAll();
-  }
-
-  // --- timeouts ---------------------------------------------------------
-  void AddDeadline(const std::shared_ptr<Job>& job) {
-    {
-      MutexLock lock(mu);
-      deadlines.emplace(job->deadline, job);
-      if (!monitor.joinable() && !monitor_stop) {
-        monitor = std::thread([self = shared_from_this()] { self->MonitorLoop(); });
-      }
-    }
-    timers_changed.NotifyAll();
-  }
-
-  void MonitorLoop() {
-    for (;;) {
-      const auto key = timers_changed.PrepareWait();
-      std::vector<std::shared_ptr<Job>> expired, graced;
-      absl::Time next = absl::InfiniteFuture();
-      {
-        MutexLock lock(mu);
-        if (monitor_stop) {
-          timers_changed.CancelWait();
+      idle.fetch_add(1, std::memory_order_acq_rel);
+      const bool woken = work.CommitWait(key, absl::Now() + options.idle_timeout);
+      idle.fetch_sub(1, std::memory_order_acq_rel);
+      if (!woken && queue.size_approx() == 0) {
+        // Idle past idle_timeout: leave if above min_workers.
+        int n = workers.load(std::memory_order_relaxed);
+        if (n > options.min_workers &&
+            workers.compare_exchange_strong(n, n - 1, std::memory_order_acq_rel)) {
+          RemoveSlot(&slot);
+          quiet.NotifyAll();
           return;
         }
-        const absl::Time now = absl::Now();
-        for (auto* m : {&deadlines, &graces}) {
-          while (!m->empty() && m->begin()->first <= now) {
-            if (std::shared_ptr<Job> j = m->begin()->second.lock()) {
-              (m == &deadlines ? expired : graced).push_back(std::move(j));
-            }
-            m->erase(m->begin());
-          }
-          if (!m->empty()) next = std::min(next, m->begin()->first);
-        }
       }
-      if (!expired.empty() || !graced.empty()) {
-        timers_changed.CancelWait();
-        for (auto& j : expired) Expire(j);
-        for (auto& j : graced) Abandon(j, "it did not return within cancel_grace after its timeout");
-        continue;
-      }
-      (void)timers_changed.CommitWait(key, next);
+      continue;
+    }
+    if (!Claim(*job)) continue;
+    RunJob(slot, job);
+    if (slot.abandoned.load(std::memory_order_acquire)) return;  // replaced meanwhile
+    if (options.max_tasks_per_worker > 0 && ++tasks_run >= options.max_tasks_per_worker &&
+        !stopping.load(std::memory_order_acquire)) {
+      // Recycled: a fresh worker (thread) takes over; this one leaves.
+      RemoveSlot(&slot);
+      Spawn();  // `workers` keeps counting one
+      quiet.NotifyAll();
+      return;
     }
   }
+  workers.fetch_sub(1, std::memory_order_acq_rel);
+  RemoveSlot(&slot);
+  quiet.NotifyAll();
+}
 
-  void Expire(const std::shared_ptr<Job>& job) {
-    const absl::Status why = absl::DeadlineExceededError(
-        Cat("task '", job->name, "' exceeded its timeout"));
-    if (Remove(*job, why)) return;  // still queued: dropped
-    if (job->phase.load(std::memory_order_acquire) != kRunning) return;
-    job->timed_out.store(true, std::memory_order_release);
-    job->stop->store(true, std::memory_order_release);
-    if (job->fail(why)) cancelled.fetch_add(1, std::memory_order_relaxed);
+void Core::RunJob(WorkerSlot& slot, const std::shared_ptr<Job>& job) {
+  {
+    std::lock_guard<sync_internal::SpinLock> lock(slot.mu);
+    slot.current = job;
+  }
+  job->slot.store(&slot, std::memory_order_release);
+  busy.fetch_add(1, std::memory_order_acq_rel);
+  const absl::Time start = absl::Now();
+  wait_time.Record(start - job->enqueued);
+  TaskContext ctx(job->name, job->id, job->attempt, job->stop);
+  const auto account = [&](bool ok) {
+    run_time.Record(absl::Now() - start);
+    Account(*job, ok);
+  };
+  if (job->run) {
+    job->run(ctx, account);
+  } else {
+    job->deliver(CallTask(job->fn, ctx, std::move(job->arg)), account);
+  }
+  job->phase.store(kDone, std::memory_order_release);
+  {
+    std::lock_guard<sync_internal::SpinLock> lock(slot.mu);
+    slot.current.reset();
+  }
+  busy.fetch_sub(1, std::memory_order_acq_rel);
+  quiet.NotifyAll();
+}
+
+// --- timeouts and cancellation ----------------------------------------------
+
+void Core::AddDeadline(const std::shared_ptr<Job>& job) {
+  {
     MutexLock lock(mu);
-    graces.emplace(absl::Now() + options.cancel_grace, job);
-  }
-
-  // The job is still running past its grace: give up on its worker (the
-  // thread ends when the task returns) and start a replacement.
-  void Abandon(const std::shared_ptr<Job>& job, std::string_view why) {
-    if (job->phase.load(std::memory_order_acquire) != kRunning) return;
-    auto* slot = static_cast<WorkerSlot*>(job->slot.load(std::memory_order_acquire));
-    if (slot == nullptr) return;
-    {
-      std::lock_guard<sync_internal::SpinLock> lock(slot->mu);
-      if (slot->current != job) return;  // finished meanwhile
-    }
-    if (slot->abandoned.exchange(true, std::memory_order_acq_rel)) return;
-    (void)job->fail(absl::DeadlineExceededError(
-        Cat("task '", job->name, "' was abandoned: ", why, "; its worker was replaced")));
-    abandoned.fetch_add(1, std::memory_order_relaxed);
-    busy.fetch_sub(1, std::memory_order_acq_rel);  // its thread no longer counts
-    RemoveSlot(slot);
-    workers.fetch_sub(1, std::memory_order_acq_rel);
-    quiet.NotifyAll();
-    if (!stopping.load(std::memory_order_acquire)) {
-      workers.fetch_add(1, std::memory_order_acq_rel);
-      Spawn();
+    deadlines.emplace(job->deadline, job);
+    if (!monitor.joinable() && !monitor_stop) {
+      monitor = std::thread([self = shared_from_this()] { self->MonitorLoop(); });
     }
   }
+  timers_changed.NotifyAll();
+}
 
-  void StopMonitor() {
-    std::thread t;
+void Core::MonitorLoop() {
+  for (;;) {
+    const auto key = timers_changed.PrepareWait();
+    std::vector<std::shared_ptr<Job>> expired, graced;
+    absl::Time next = absl::InfiniteFuture();
     {
       MutexLock lock(mu);
-      monitor_stop = true;
-      t = std::move(monitor);
+      if (monitor_stop) {
+        timers_changed.CancelWait();
+        return;
+      }
+      const absl::Time now = absl::Now();
+      for (auto* m : {&deadlines, &graces}) {
+        while (!m->empty() && m->begin()->first <= now) {
+          if (std::shared_ptr<Job> j = m->begin()->second.lock()) {
+            (m == &deadlines ? expired : graced).push_back(std::move(j));
+          }
+          m->erase(m->begin());
+        }
+        if (!m->empty()) next = std::min(next, m->begin()->first);
+      }
     }
-    timers_changed.NotifyAll();
-    if (t.joinable()) t.join();
+    if (!expired.empty() || !graced.empty()) {
+      timers_changed.CancelWait();
+      for (auto& j : expired) {
+        StopJob(j, absl::DeadlineExceededError(Cat("task '", j->name, "' exceeded its timeout")));
+      }
+      for (auto& j : graced) Abandon(j, "it did not return within cancel_grace after it was stopped");
+      continue;
+    }
+    (void)timers_changed.CommitWait(key, next);
   }
+}
 
-  // Waits (sleeping) until `done()`.
-  template <class F>
-  void WaitQuiet(F done, absl::Time deadline = absl::InfiniteFuture()) {
-    while (!done()) {
-      const auto key = quiet.PrepareWait();
-      if (done()) {
-        quiet.CancelWait();
-        return;
-      }
-      if (!quiet.CommitWait(key, std::min(deadline, absl::Now() + absl::Milliseconds(50))) &&
-          absl::Now() >= deadline) {
-        return;
-      }
+void Core::StopJob(const std::shared_ptr<Job>& job, absl::Status why) {
+  if (Remove(*job, why)) return;  // still queued: dropped
+  if (job->phase.load(std::memory_order_acquire) != kRunning) return;
+  if (job->timed_out.exchange(true, std::memory_order_acq_rel)) return;  // stopped already
+  job->stop->store(job->id, std::memory_order_release);  // TaskContext::StopRequested
+  if (process) backend->StopRunning(job);  // its worker's shared stop cell
+  if (job->fail(std::move(why))) cancelled.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexLock lock(mu);
+    graces.emplace(absl::Now() + options.cancel_grace, job);
+    if (!monitor.joinable() && !monitor_stop) {
+      monitor = std::thread([self = shared_from_this()] { self->MonitorLoop(); });
     }
   }
-};
+  timers_changed.NotifyAll();
+}
+
+// The job is still running past its grace: give up on its worker and start
+// a replacement. A thread worker is abandoned (its thread ends when the task
+// returns); a process worker is killed.
+void Core::Abandon(const std::shared_ptr<Job>& job, std::string_view why) {
+  if (job->phase.load(std::memory_order_acquire) != kRunning) return;
+  if (process) {
+    backend->Abandon(job, std::string(why));
+    return;
+  }
+  auto* slot = static_cast<WorkerSlot*>(job->slot.load(std::memory_order_acquire));
+  if (slot == nullptr) return;
+  {
+    std::lock_guard<sync_internal::SpinLock> lock(slot->mu);
+    if (slot->current != job) return;  // finished meanwhile
+  }
+  if (slot->abandoned.exchange(true, std::memory_order_acq_rel)) return;
+  (void)job->fail(absl::DeadlineExceededError(
+      Cat("task '", job->name, "' was abandoned: ", why, "; its worker was replaced")));
+  abandoned.fetch_add(1, std::memory_order_relaxed);
+  busy.fetch_sub(1, std::memory_order_acq_rel);  // its thread no longer counts
+  RemoveSlot(slot);
+  workers.fetch_sub(1, std::memory_order_acq_rel);
+  quiet.NotifyAll();
+  if (!stopping.load(std::memory_order_acquire)) {
+    workers.fetch_add(1, std::memory_order_acq_rel);
+    Spawn();
+  }
+}
+
+void Core::StopMonitor() {
+  std::thread t;
+  {
+    MutexLock lock(mu);
+    monitor_stop = true;
+    t = std::move(monitor);
+  }
+  timers_changed.NotifyAll();
+  if (t.joinable()) t.join();
+}
 
 }  // namespace pool_internal
 
 absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(PoolOptions options) {
-  if (options.isolation != Isolation::kThread) {
-    return absl::UnimplementedError(
-        "WorkerPool: process pools are not built yet (branch wip/pools; issue 8)");
-  }
+  const std::string who = Cat("WorkerPool '", options.name, "': ");
   if (options.max_workers < 0 || options.min_workers < 0) {
-    return absl::InvalidArgumentError("WorkerPool: max_workers and min_workers must be >= 0");
+    return absl::InvalidArgumentError(Cat(who, "max_workers and min_workers must be >= 0"));
   }
   if (options.max_workers == 0) options.max_workers = AvailableParallelism();
   if (options.min_workers > options.max_workers) {
-    return absl::InvalidArgumentError(Cat("WorkerPool: min_workers (", options.min_workers,
+    return absl::InvalidArgumentError(Cat(who, "min_workers (", options.min_workers,
                                           ") exceeds max_workers (", options.max_workers, ")"));
   }
   if (options.idle_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("WorkerPool: idle_timeout must be positive");
+    return absl::InvalidArgumentError(Cat(who, "idle_timeout must be positive"));
+  }
+  if (options.cancel_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(Cat(who, "cancel_grace must not be negative"));
+  }
+  if (options.task_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(Cat(who, "task_timeout must be positive (or infinite)"));
+  }
+  if (options.concurrent_tasks_per_worker < 1) {
+    return absl::InvalidArgumentError(Cat(who, "concurrent_tasks_per_worker must be >= 1"));
+  }
+  if (options.max_tasks_per_worker < 0) {
+    return absl::InvalidArgumentError(Cat(who, "max_tasks_per_worker must be >= 0 (0: never recycle)"));
+  }
+  if (options.isolation == Isolation::kThread && options.resource_limits.any()) {
+    return absl::InvalidArgumentError(
+        Cat(who, "resource_limits apply to process workers only (isolation = kProcess)"));
+  }
+  if (!options.initializer.empty()) {
+    if (absl::Status s = TaskRegistry::Find(options.initializer).status(); !s.ok()) {
+      return absl::InvalidArgumentError(Cat(who, "initializer: ", s.message()));
+    }
   }
   auto core = std::make_shared<pool_internal::Core>(options);
   core->max_queue = options.max_queue != 0
                         ? options.max_queue
                         : static_cast<size_t>(options.max_workers) * options.max_workers;
-  for (int i = 0; i < options.min_workers; ++i) {
-    core->workers.fetch_add(1);
-    core->Spawn();
+  if (core->process) {
+    core->backend = std::make_unique<pool_internal::ProcessBackend>(*core);
+    if (absl::Status s = core->backend->Start(); !s.ok()) return s;
+  } else {
+    for (int i = 0; i < options.min_workers; ++i) {
+      core->workers.fetch_add(1);
+      core->Spawn();
+    }
   }
   return std::unique_ptr<WorkerPool>(new WorkerPool(std::move(core)));
 }
 
 WorkerPool::~WorkerPool() { Destroy(); }
 
-absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, absl::Duration timeout) {
+absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
+                                 bool callable) {
   pool_internal::Core& c = *core_;
+  if (callable && c.process) {
+    return absl::InvalidArgumentError(
+        Cat("WorkerPool '", c.options.name,
+            "': a callable cannot run in a process worker (code does not cross processes): "
+            "register it as a task (WHARF_TASK / WHARF_TYPED_TASK) and Run it by name"));
+  }
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(Cat("task '", job->name, "': timeout must be positive"));
+  }
   if (c.closing.load(std::memory_order_acquire)) {
     return absl::FailedPreconditionError(
         Cat("WorkerPool '", c.options.name, "' is closed: it accepts no new tasks"));
+  }
+  if (options.cancel.stop_requested()) {
+    return absl::CancelledError(Cat("task '", job->name, "' cancelled before it was queued"));
   }
   // Back-pressure: reserve a queue place.
   for (;;) {
@@ -385,7 +411,9 @@ absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, absl::
   }
   job->id = c.next_id.fetch_add(1, std::memory_order_relaxed);
   job->enqueued = absl::Now();
-  if (timeout == absl::InfiniteDuration()) timeout = c.options.task_timeout;
+  job->idempotent = options.idempotent;
+  const absl::Duration timeout =
+      options.timeout == absl::InfiniteDuration() ? c.options.task_timeout : options.timeout;
   if (timeout != absl::InfiniteDuration()) job->deadline = job->enqueued + timeout;
   std::weak_ptr<pool_internal::Job> weak = job;
   std::weak_ptr<pool_internal::Core> weak_core = core_;
@@ -400,10 +428,24 @@ absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, absl::
       core->cancelled.fetch_add(1, std::memory_order_relaxed);
     }
   });
+  if (options.cancel.stop_possible()) {
+    job->cancel_callback = std::make_unique<std::stop_callback<std::function<void()>>>(
+        options.cancel, std::function<void()>([weak, weak_core] {
+          std::shared_ptr<pool_internal::Job> j = weak.lock();
+          std::shared_ptr<pool_internal::Core> core = weak_core.lock();
+          if (j == nullptr || core == nullptr) return;
+          core->StopJob(j, absl::CancelledError(
+                               Cat("task '", j->name, "' cancelled (RunOptions::cancel)")));
+        }));
+  }
   if (job->deadline != absl::InfiniteFuture()) c.AddDeadline(job);
   c.queue.enqueue(std::move(job));
-  c.work.Notify();
-  c.MaybeSpawn();
+  if (c.process) {
+    c.backend->Wake();
+  } else {
+    c.work.Notify();
+    c.MaybeSpawn();
+  }
   return absl::OkStatus();
 }
 
@@ -421,10 +463,16 @@ void WorkerPool::Close() {
   if (c.destroyed.load()) return;
   c.closing.store(true, std::memory_order_release);
   c.room.NotifyAll();
-  c.WaitQuiet([&] { return c.queued.load() == 0 && c.busy.load() == 0; });
+  c.WaitQuiet([&] {
+    return c.queued.load() == 0 && c.busy.load() == 0 && c.in_flight.load() == 0;
+  });
   c.stopping.store(true, std::memory_order_release);
-  c.work.NotifyAll();
-  c.WaitQuiet([&] { return c.workers.load() == 0; });
+  if (c.process) {
+    c.backend->Shutdown(absl::OkStatus());
+  } else {
+    c.work.NotifyAll();
+    c.WaitQuiet([&] { return c.workers.load() == 0; });
+  }
   c.StopMonitor();
   c.destroyed.store(true);
 }
@@ -439,6 +487,14 @@ void WorkerPool::Destroy() {
     (void)c.Remove(*job, absl::CancelledError(
                              Cat("task '", job->name, "' cancelled: the pool was destroyed")));
   }
+  if (c.process) {
+    // Running tasks: asked to stop, given cancel_grace, then their workers
+    // are killed and the tasks fail with kCancelled.
+    c.stopping.store(true, std::memory_order_release);
+    c.backend->Shutdown(absl::CancelledError("the pool was destroyed while it ran"));
+    c.StopMonitor();
+    return;
+  }
   // Running tasks: asked to stop, given cancel_grace, then abandoned.
   std::vector<std::shared_ptr<pool_internal::Job>> running;
   {
@@ -448,7 +504,7 @@ void WorkerPool::Destroy() {
       if (slot->current != nullptr) running.push_back(slot->current);
     }
   }
-  for (auto& j : running) j->stop->store(true, std::memory_order_release);
+  for (auto& j : running) j->stop->store(j->id, std::memory_order_release);
   c.WaitQuiet([&] { return c.busy.load() == 0; }, absl::Now() + c.options.cancel_grace);
   c.stopping.store(true, std::memory_order_release);
   for (auto& j : running) c.Abandon(j, "the pool was destroyed while it ran");

@@ -1,25 +1,34 @@
 // WorkerPool: Piscina's and ProcessPoolExecutor's pool — registered tasks
-// (task.h) or, for threads, plain callables, run on up to max_workers
-// workers; each Run returns a Future. Work in progress (branch wip/pools):
-// thread isolation first; see docs/pools-design-draft.md.
+// (task.h) or, for thread pools, plain callables, run on up to max_workers
+// workers, threads or processes (PoolOptions::isolation); each Run returns a
+// Future (future.h: Get, Cancel, done-callbacks, Then on an EventLoop).
 //
-//   auto pool = wharf::WorkerPool::Create({.max_workers = 4}).value();
+//   auto pool = wharf::WorkerPool::Create({.isolation = wharf::Isolation::kProcess}).value();
 //   wharf::Future<wharf::Value> f = pool->Run("add_one", wharf::Value(41));
 //   int64_t x = f.Get()->AsInt().value();                   // 42
-//   auto g = pool->Run([] { return 6 * 7; });               // Future<int>
+//   auto h = pool->Submit(&HashPassword, "hunter2", salt);  // Future<std::string>
+//   auto g = thread_pool->Run([] { return 6 * 7; });        // Future<int>, threads only
 //
-// Semantics:
+// Semantics (docs/pools.md has the whole story and the Piscina /
+// ProcessPoolExecutor mapping):
 // - A task's exception fails that task only: its future holds kUnknown
 //   "task 'name' failed: <type>: <message>" with the worker's ErrorRecord as
 //   a payload (TaskErrorRecord). A task returning an error status fails
-//   with it.
+//   with it. The argument is moved into the task: Buffers inside it are
+//   handed over, not copied (to a process: through shared memory).
 // - Future::Cancel() on a queued task removes it at once (kCancelled); on a
-//   running one it fails (Python). RunOptions::timeout counts from Run: past
-//   it the future holds DeadlineExceeded at once, a running task's
+//   running one it fails (Python). RunOptions::cancel (a std::stop_token)
+//   and RunOptions::timeout (counted from Run) reach running tasks too: the
+//   future holds kCancelled / kDeadlineExceeded at once, the task's
 //   TaskContext::StopRequested() turns true, and if it has not returned
-//   after PoolOptions::cancel_grace its worker is abandoned (the thread ends
-//   when the task returns; its result is dropped) and replaced — no other
-//   task is affected.
+//   after PoolOptions::cancel_grace its worker is replaced — a process
+//   worker is killed, a thread worker abandoned (the thread ends when the
+//   task returns; its result is dropped). No other task is affected.
+// - A process worker that dies (a crash, kill -9, a resource limit) is
+//   replaced; the task it was running fails with kAborted naming the cause
+//   ("worker killed by signal 9 (SIGKILL)"), or runs once more when
+//   RunOptions::idempotent; tasks handed to it but not started run
+//   elsewhere. The pool is never broken.
 // - Back-pressure: with max_queue tasks waiting, Run fails with
 //   ResourceExhausted (FullPolicy::kFail) or blocks until there is room
 //   (kWait; an interruption point). NeedsDrain() is true while the queue is
@@ -27,11 +36,19 @@
 // - Close(): no new tasks (FailedPrecondition), queued and running ones
 //   finish, then the workers stop; returns when they have. Destroy(): queued
 //   tasks fail with kCancelled, running ones are asked to stop and, past
-//   cancel_grace, abandoned; returns then. The destructor is Destroy().
+//   cancel_grace, replaced as above; returns then. The destructor is
+//   Destroy().
+//
+// Errors: Create returns InvalidArgument for inconsistent options. Run's
+// future holds NotFound for an unregistered task, FailedPrecondition after
+// Close, ResourceExhausted when full (kFail), InvalidArgument for a callable
+// on a process pool.
 //
 // Thread-safety: every method from any thread. Run never blocks except
 // under FullPolicy::kWait. Scheduling: one lock-free MPMC queue (moodycamel)
-// and an event count; no lock on the submit or dispatch path.
+// and an event count; no lock on the submit or dispatch path. A process pool
+// adds one dispatcher thread, which hands tasks to the least busy worker in
+// batches when the queue is deep.
 
 #ifndef WHARF_RUNTIME_WORKER_POOL_H_
 #define WHARF_RUNTIME_WORKER_POOL_H_
@@ -43,6 +60,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <stop_token>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -74,17 +92,39 @@ struct PoolOptions {
   // Waiting tasks before back-pressure; 0: max_workers².
   size_t max_queue = 0;
   FullPolicy on_full = FullPolicy::kFail;
+  // Process workers: tasks handed to one worker at a time while the queue is
+  // shallow (Piscina's concurrentTasksPerWorker; a worker runs them one
+  // after another). A deep queue is handed over in batches regardless.
+  // Thread workers take the next task from the shared queue themselves.
+  int concurrent_tasks_per_worker = 1;
+  // Python's max_tasks_per_child: a worker that has run this many tasks is
+  // replaced by a fresh one (0: never).
+  int max_tasks_per_worker = 0;
+  // Python's initializer: a registered task run once in each new worker,
+  // with a null argument, before it takes tasks. If it fails, the worker
+  // stops and the queued tasks fail with FailedPrecondition naming the
+  // initializer and its error (the pool stays usable; a later Run starts a
+  // worker again).
+  std::string initializer;
   // A task past its timeout or cancelled while running gets this long to
-  // return before its worker is abandoned and replaced.
+  // return before its worker is replaced.
   absl::Duration cancel_grace = absl::Seconds(1);
   // Default RunOptions::timeout (infinite: none).
   absl::Duration task_timeout = absl::InfiniteDuration();
+  // kProcess: limits of each worker process (worker.h); kThread: must be empty.
+  ResourceLimits resource_limits{};
   std::string name = "pool";
 };
 
 struct RunOptions {
   // Infinite: PoolOptions::task_timeout.
   absl::Duration timeout = absl::InfiniteDuration();
+  // A stop request cancels the task: removed if queued, else asked to stop
+  // and, past cancel_grace, its worker replaced. One source may cancel many.
+  std::stop_token cancel{};
+  // Process pools: if its worker dies while running it, run it once more
+  // (attempt 2) instead of failing it. Set only for tasks safe to repeat.
+  bool idempotent = false;
 };
 
 struct PoolStats {
@@ -99,32 +139,42 @@ struct PoolStats {
   LatencyHistogram::Snapshot wait_time;
 };
 
-// The ErrorRecord a failed task's status carries (nullopt if none).
-std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status);
-
 namespace pool_internal {
 struct Core;
-// One queued unit of work, type-erased.
+// One unit of work, type-erased. Created by Run, owned (shared) by the queue,
+// the worker running it and the timers.
 struct Job {
   uint64_t id = 0;
   std::string name;
   absl::Time enqueued;
   absl::Time deadline = absl::InfiniteFuture();
-  // Runs the task and completes its future (exceptions caught inside),
-  // calling `account(succeeded)` just before it does (so Stats agree with
-  // a Get() that returned).
+  int attempt = 1;
+  bool idempotent = false;
+  // A named task: its function (thread workers), its argument, and how its
+  // result completes the future (decoding a typed result), calling
+  // `account(succeeded)` just before it does (so Stats agree with a Get()
+  // that returned).
+  TaskFunction fn;
+  Value arg;
+  absl::AnyInvocable<void(absl::StatusOr<Value>, absl::FunctionRef<void(bool)> account)> deliver;
+  // A callable (thread pools): runs it and completes the future.
   absl::AnyInvocable<void(TaskContext&, absl::FunctionRef<void(bool)> account)> run;
   // Promise::OnCancel: the pool's hook, to drop the job from the queue.
   absl::AnyInvocable<void(absl::AnyInvocable<void()>)> on_cancel;
-  // Set by the pool.
-  std::atomic<int> phase{0};  // kQueued, kRunning, kDone (worker_pool.cc)
-  std::atomic<bool> timed_out{false};
-  std::shared_ptr<std::atomic<bool>> stop = std::make_shared<std::atomic<bool>>(false);
-  std::atomic<void*> slot{nullptr};  // the WorkerSlot running it
   // Completes the future with `status` unless already done; true if it did.
   absl::AnyInvocable<bool(absl::Status)> fail;
   // Promise::SetRunning.
   absl::AnyInvocable<bool()> set_running;
+
+  // Set by the pool.
+  std::atomic<int> phase{0};  // kQueued, kRunning, kDone (worker_pool.cc)
+  std::atomic<bool> timed_out{false};  // failed by a timeout or cancel while running
+  // The stop cell (TaskContext): this job's own for a thread worker; the
+  // worker's shared one for a process worker (set before phase kRunning).
+  std::shared_ptr<std::atomic<uint64_t>> stop = std::make_shared<std::atomic<uint64_t>>(0);
+  std::atomic<void*> slot{nullptr};  // thread pools: the WorkerSlot running it
+  bool arg_moved = false;  // process pools (dispatcher only): `arg` went to a worker
+  std::unique_ptr<std::stop_callback<std::function<void()>>> cancel_callback;
 };
 }  // namespace pool_internal
 
@@ -146,6 +196,10 @@ class WorkerPool {
   template <class R, class... A, class... Args>
   Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> Submit(
       R (*fn)(A...), Args&&... args);
+  // The same with RunOptions.
+  template <class R, class... A, class... Args>
+  Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> SubmitWith(
+      RunOptions options, R (*fn)(A...), Args&&... args);
 
   // A callable `R()` or `R(TaskContext&)` (thread pools only: functions do
   // not cross processes).
@@ -161,7 +215,8 @@ class WorkerPool {
 
  private:
   explicit WorkerPool(std::shared_ptr<pool_internal::Core> core) : core_(std::move(core)) {}
-  absl::Status Enqueue(std::shared_ptr<pool_internal::Job> job, absl::Duration timeout);
+  absl::Status Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
+                       bool callable = false);
   static absl::Status TaskFailed(std::string_view name, std::exception_ptr e);
   template <class R>
   static void Complete(Promise<R>& p, std::string_view name,
@@ -219,7 +274,7 @@ auto WorkerPool::Run(F fn, RunOptions options) {
   job->on_cancel = [promise](absl::AnyInvocable<void()> hook) {
     promise->OnCancel(std::move(hook));
   };
-  if (absl::Status s = Enqueue(std::move(job), options.timeout); !s.ok()) {
+  if (absl::Status s = Enqueue(std::move(job), options, /*callable=*/true); !s.ok()) {
     return Future<R>::Ready(FutureResult<R>(std::move(s)));
   }
   return future;
@@ -232,18 +287,13 @@ Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, 
   auto promise = std::make_shared<Promise<T>>();
   Future<T> future = promise->GetFuture();
   auto job = std::make_shared<pool_internal::Job>();
-  job->name = name;
-  job->run = [promise, fn = *std::move(fn), arg = std::move(arg), decode = std::move(decode)](
-                 TaskContext& ctx, absl::FunctionRef<void(bool)> account) mutable {
-    FutureResult<T> r = [&]() -> FutureResult<T> {
-      try {
-        absl::StatusOr<Value> v = fn(ctx, std::move(arg));
-        if (!v.ok()) return FutureResult<T>(v.status());
-        return decode(*std::move(v));
-      } catch (...) {
-        return FutureResult<T>(TaskFailed(ctx.task_name(), std::current_exception()));
-      }
-    }();
+  job->name = std::move(name);
+  job->fn = *std::move(fn);
+  job->arg = std::move(arg);
+  job->deliver = [promise, decode = std::move(decode)](absl::StatusOr<Value> v,
+                                                       absl::FunctionRef<void(bool)> account) {
+    FutureResult<T> r = v.ok() ? FutureResult<T>(decode(*std::move(v)))
+                               : FutureResult<T>(std::move(v).status());
     account(r.ok());
     (void)promise->SetResult(std::move(r));
   };
@@ -252,26 +302,33 @@ Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, 
   job->on_cancel = [promise](absl::AnyInvocable<void()> hook) {
     promise->OnCancel(std::move(hook));
   };
-  if (absl::Status s = Enqueue(std::move(job), options.timeout); !s.ok()) {
+  if (absl::Status s = Enqueue(std::move(job), options); !s.ok()) {
     return Future<T>::Ready(FutureResult<T>(std::move(s)));
   }
   return future;
 }
 
 template <class R, class... A, class... Args>
-Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> WorkerPool::Submit(
-    R (*fn)(A...), Args&&... args) {
+Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> WorkerPool::SubmitWith(
+    RunOptions options, R (*fn)(A...), Args&&... args) {
   using T = std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>;
   absl::StatusOr<std::string> name = TaskRegistry::NameOf(reinterpret_cast<const void*>(fn));
   if (!name.ok()) return Future<T>::Ready(FutureResult<T>(name.status()));
   Value arg = task_internal::EncodeArgs(fn, std::forward<Args>(args)...);
-  return RunNamed<T>(*std::move(name), std::move(arg), RunOptions{}, [](Value v) -> FutureResult<T> {
-    if constexpr (std::is_void_v<T>) {
-      return absl::OkStatus();
-    } else {
-      return Codec<T>::Decode(v);
-    }
-  });
+  return RunNamed<T>(*std::move(name), std::move(arg), std::move(options),
+                     [](Value v) -> FutureResult<T> {
+                       if constexpr (std::is_void_v<T>) {
+                         return absl::OkStatus();
+                       } else {
+                         return Codec<T>::Decode(v);
+                       }
+                     });
+}
+
+template <class R, class... A, class... Args>
+Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> WorkerPool::Submit(
+    R (*fn)(A...), Args&&... args) {
+  return SubmitWith(RunOptions{}, fn, std::forward<Args>(args)...);
 }
 
 }  // namespace wharf

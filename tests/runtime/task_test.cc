@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,7 @@ WHARF_TYPED_TASK(Unwrap);
 namespace w = ::wharf;
 
 w::TaskContext Ctx(std::string name, int attempt = 1,
-                   std::shared_ptr<std::atomic<bool>> stop = nullptr) {
+                   std::shared_ptr<std::atomic<uint64_t>> stop = nullptr) {
   return w::TaskContext(std::move(name), 7, attempt, std::move(stop));
 }
 
@@ -79,12 +80,29 @@ TEST(TaskTest, UntypedTaskRunsAndReportsItsErrors) {
 }
 
 TEST(TaskTest, ContextCarriesNameIdAttemptAndStop) {
-  auto stop = std::make_shared<std::atomic<bool>>(false);
+  auto stop = std::make_shared<std::atomic<uint64_t>>(0);
   w::TaskFunction fn = w::TaskRegistry::Find("task_test_context").value();
   w::TaskContext ctx = Ctx("task_test_context", 2, stop);
   EXPECT_EQ(*fn(ctx, w::Value()), w::Value::Array("task_test_context", 7, 2, false));
-  stop->store(true);
+  stop->store(8);  // another task's id: not this one's stop
+  EXPECT_EQ(*fn(ctx, w::Value()), w::Value::Array("task_test_context", 7, 2, false));
+  stop->store(7);
   EXPECT_EQ(*fn(ctx, w::Value()), w::Value::Array("task_test_context", 7, 2, true));
+}
+
+TEST(TaskTest, CallTaskTurnsAnExceptionIntoAStatusWithItsRecord) {
+  w::TaskFunction fn = [](w::TaskContext&, w::Value) -> absl::StatusOr<w::Value> {
+    throw std::out_of_range("index 9");
+  };
+  w::TaskContext ctx = Ctx("thrower");
+  const absl::Status s = w::CallTask(fn, ctx, w::Value()).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnknown);
+  EXPECT_EQ(s.message(), "task 'thrower' failed: std::out_of_range: index 9");
+  std::optional<w::ErrorRecord> r = w::TaskErrorRecord(s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->type, "std::out_of_range");
+  EXPECT_EQ(r->message, "index 9");
+  EXPECT_FALSE(w::TaskErrorRecord(absl::UnknownError("plain")).has_value());
 }
 
 TEST(TaskTest, TypedTasksDecodeTheirArgumentsAndEncodeTheResult) {

@@ -29,6 +29,12 @@ constexpr char kEntry[] = "wharf.pool.worker";
 // cost (encode, ring write, a possible wake-up) small per task, few enough
 // that a worker dying loses little progress and that the others get work.
 constexpr size_t kMaxBatch = 64;
+// Tasks are queued behind a busy worker's (pipelined) only while they would
+// wait there less than about this long, judged by the worker's recent task
+// times: tiny tasks get a deep pipeline (throughput), long or unknown ones
+// none (a task never waits behind a long one while another worker frees up,
+// and stays cancellable in the pool's queue).
+constexpr absl::Duration kPipelineBudget = absl::Microseconds(500);
 // A worker's process exits with a code below 128 (not a signal) before it
 // ran any task this many times in a row: its program cannot start workers
 // (no InitProcess, a missing task registration...). The queue is failed
@@ -160,6 +166,8 @@ struct ProcessBackend::Slot {
   std::shared_ptr<Job> killed_for;  // the job it was killed for (Abandon)
   std::optional<ErrorRecord> error;
   absl::Time idle_since = absl::Now();
+  absl::Time front_since = absl::Now();  // when the front job was handed out or became front
+  double avg_run_ns = -1;                 // moving average of its tasks' run times; -1: none yet
 };
 
 struct ProcessBackend::State {
@@ -188,6 +196,10 @@ struct ProcessBackend::State {
   }
 
   void Spawn() {
+    // (The first spawns may run after a quick Shutdown, or after a Pump
+    // that already started workers: EventLoop runs other threads' posts
+    // first.)
+    if (shutting_down || live >= core->options.max_workers) return;
     auto slot = std::make_unique<Slot>();
     slot->number = next_slot++;
     absl::StatusOr<SharedBuffer> buffer = SharedBuffer::Create(64);
@@ -273,15 +285,26 @@ struct ProcessBackend::State {
       if (backlog == 0) return;
       const int workers = std::max(live, 1);
       const bool deep = backlog >= 2 * static_cast<size_t>(workers);
-      const size_t limit =
-          deep ? 2 * kMaxBatch : static_cast<size_t>(core->options.concurrent_tasks_per_worker);
-      Slot* s = Pick(limit);
+      const size_t base = static_cast<size_t>(core->options.concurrent_tasks_per_worker);
+      Slot* s = Pick(deep ? 2 * kMaxBatch : base);
       if ((s == nullptr || !s->inflight.empty()) && live < core->options.max_workers &&
           start_failures < kMaxStartFailures) {
+        const int before = live;
         Spawn();  // an idle worker beats a queue behind a busy one
-        continue;
+        if (live > before) continue;
       }
       if (s == nullptr) return;  // all busy: a reply pumps again
+      size_t limit = base;
+      if (deep && s->avg_run_ns >= 0 &&
+          (s->inflight.empty() || absl::Now() - s->front_since < kPipelineBudget)) {
+        const double fit = absl::ToDoubleNanoseconds(kPipelineBudget) / std::max(s->avg_run_ns, 1.0);
+        limit = std::clamp<size_t>(static_cast<size_t>(fit), base, 2 * kMaxBatch);
+      }
+      if (s->inflight.size() >= limit) {
+        // The least busy worker is busy with long (or not yet timed) tasks:
+        // the rest wait in the queue for a reply.
+        return;
+      }
       size_t n = limit - s->inflight.size();
       if (deep) n = std::min(n, std::clamp<size_t>(backlog / workers, 1, kMaxBatch));
       ValueArray batch;
@@ -315,6 +338,7 @@ struct ProcessBackend::State {
         s->inflight.push_back(std::move(j));
         if (first) {
           ++busy;
+          s->front_since = now;
           if (s->inflight.front()->timed_out.load(std::memory_order_acquire)) {
             s->stop->store(s->inflight.front()->id, std::memory_order_release);
           }
@@ -366,7 +390,12 @@ struct ProcessBackend::State {
     ++s.finished;
     start_failures = 0;
     const int64_t* run_ns = (*a)[a->size() - 1].GetInt();
-    if (run_ns != nullptr) core->run_time.Record(absl::Nanoseconds(*run_ns));
+    if (run_ns != nullptr) {
+      core->run_time.Record(absl::Nanoseconds(*run_ns));
+      s.avg_run_ns = s.avg_run_ns < 0 ? static_cast<double>(*run_ns)
+                                      : 0.8 * s.avg_run_ns + 0.2 * static_cast<double>(*run_ns);
+    }
+    s.front_since = absl::Now();
     const int64_t* code = a->size() > 1 ? (*a)[1].GetInt() : nullptr;
     absl::StatusOr<Value> result = code != nullptr && *code == 0 && a->size() == 4
                                        ? absl::StatusOr<Value>(std::move((*a)[2]))
@@ -415,9 +444,9 @@ struct ProcessBackend::State {
         // Failed by the timeout / stop that had its worker killed.
       } else if (ran && (!j->idempotent || j->attempt > 1 ||
                          j->timed_out.load(std::memory_order_acquire))) {
-        if (j->fail(absl::AbortedError(Cat("task '", j->name,
-                                           "' failed: its worker process died while running it (",
-                                           cause, ")")))) {
+        if (j->fail(absl::AbortedError(
+                Cat("task '", j->name, "' failed: its worker process died while running it (",
+                    cause, ")", j->attempt > 1 ? " on its second attempt" : "")))) {
           core->failed.fetch_add(1, std::memory_order_relaxed);
         }
       } else if (j->arg_moved) {
@@ -471,9 +500,7 @@ struct ProcessBackend::State {
               "; its worker process was killed and replaced")));
       core->abandoned.fetch_add(1, std::memory_order_relaxed);
       s->retiring = true;
-      (void)s->worker->Terminate();  // SIGKILL after terminate_grace
-      if (live - 1 < core->options.max_workers) Spawn();  // the replacement, now
-      Pump();
+      (void)s->worker->Terminate();  // SIGKILL after terminate_grace; OnExit replaces it
       return;
     }
   }
@@ -560,7 +587,10 @@ void ProcessBackend::Main() {
   st.idle_timer = loop.SetInterval(period, [&st] { st.RetireIdle(); });
   loop.UnrefTimer(*st.idle_timer);
   loop.Post([&st] {
-    for (int i = 0; i < st.core->options.min_workers; ++i) st.Spawn();
+    for (int i = 0; i < st.core->options.min_workers && st.live < st.core->options.min_workers;
+         ++i) {
+      st.Spawn();
+    }
     st.Pump();
   });
   started_.Notify();

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstdint>
 #include <fstream>
 #include <random>
@@ -74,13 +75,13 @@ WHARF_TASK(pool_test_sum_buffer) {
   return w::Value(sum);
 }
 
-int64_t g_initialized = 0;  // per process
+std::atomic<int64_t> g_initialized{0};  // per process (threads of a pool share it)
 WHARF_TASK(pool_test_init) {
-  g_initialized = 42;
+  g_initialized.store(42);
   return w::Value();
 }
 WHARF_TASK(pool_test_init_fails) { throw std::runtime_error("no database"); }
-WHARF_TASK(pool_test_read_init) { return w::Value(g_initialized); }
+WHARF_TASK(pool_test_read_init) { return w::Value(g_initialized.load()); }
 
 std::string Repeat(std::string s, int n) {
   std::string out;
@@ -470,8 +471,20 @@ TEST(ThreadPoolTest, MaxTasksPerWorkerRecyclesThreads) {
 
 // --- Processes only ---------------------------------------------------------
 
+// A sanitizer's own SIGSEGV handler would turn a crash into an exit code:
+// switched off for the workers (they inherit this environment). Called
+// while no pool (no other thread reading the environment) exists.
+void LetWorkersCrash() {
+  for (const char* name : {"TSAN_OPTIONS", "ASAN_OPTIONS"}) {
+    const char* old = std::getenv(name);
+    if (old == nullptr) continue;
+    setenv(name, (std::string(old) + ":handle_segv=0").c_str(), 1);
+  }
+}
+
 TEST(ProcessPoolTest, ACrashFailsItsTaskOnlyAndThePoolGoesOn) {
   Watchdog dog("pool crash", absl::Seconds(60));
+  LetWorkersCrash();
   auto pool = MakePool({.isolation = w::Isolation::kProcess, .max_workers = 2, .max_queue = 64});
   w::Future<w::Value> crash = pool->Run("pool_test_segv", w::Value());
   std::vector<w::Future<w::Value>> others;

@@ -257,10 +257,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  std::printf("hash_pool: %zu scrypt hashes (N=%lld, r=%llu, p=%llu, %zu-byte keys), %d workers "
+  std::printf("hash_pool: %zu scrypt hashes (N=%lld, r=%llu, p=%llu, %zu-byte keys), %d worker%s "
               "per pool\n",
               n, static_cast<long long>(flags->cost), static_cast<unsigned long long>(kBlockSize),
-              static_cast<unsigned long long>(kParallelism), kKeyBytes, workers);
+              static_cast<unsigned long long>(kParallelism), kKeyBytes, workers,
+              workers == 1 ? "" : "s");
 
   // 1. Serially, on this thread: the reference hashes and the time to beat.
   std::vector<std::string> serial(n);

@@ -17,6 +17,7 @@
 //    reads each pool's Stats() when scraped.
 //
 // Run:  ./bazelw run //examples/hash_pool [-- --count=N --cost=N ...]  (--help)
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -70,6 +71,16 @@ std::string HashPassword(std::string password, std::string salt, int64_t cost) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(key), sizeof key));
 }
 WHARF_TYPED_TASK(HashPassword);  // by name, so that a worker process finds it
+
+// OpenSSL frees a thread's state (the error queue a hash touches) when the
+// thread ends, and tears itself down in an atexit handler. A pool's worker
+// threads may still be ending after the pool is gone and main has returned
+// (WorkerPool's workers are detached threads); if the teardown comes first,
+// a worker's state is never freed (LeakSanitizer reports it). So leave
+// OpenSSL up until the process is gone — in a worker process too, hence a
+// static initialiser rather than a call in main.
+[[maybe_unused]] static const bool openssl_stays_up =
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
 
 namespace {
 

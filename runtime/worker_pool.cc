@@ -41,7 +41,20 @@ absl::Status WorkerPool::TaskFailed(std::string_view name, std::exception_ptr e)
 namespace pool_internal {
 
 Core::Core(PoolOptions o) : options(std::move(o)), process(options.isolation == Isolation::kProcess) {}
-Core::~Core() = default;
+Core::~Core() {
+  // Threads not joined by Close/Destroy (a pool whose last reference went
+  // with its last thread): joined, or detached when it is this one.
+  for (auto* list : {&slots, &exited}) {
+    for (auto& s : *list) {
+      if (!s->thread.joinable()) continue;
+      if (s->thread.get_id() == std::this_thread::get_id()) {
+        s->thread.detach();
+      } else {
+        s->thread.join();
+      }
+    }
+  }
+}
 
 // --- queue accounting -------------------------------------------------------
 
@@ -108,17 +121,44 @@ void Core::MaybeSpawn() {
 }
 
 void Core::Spawn() {
+  JoinExited();
   auto slot = std::make_shared<WorkerSlot>();
-  {
-    MutexLock lock(mu);
-    slots.push_back(slot);
-  }
-  std::thread([self = shared_from_this(), slot] { self->WorkerLoop(*slot); }).detach();
+  MutexLock lock(mu);  // the thread's RemoveSlot waits for `thread` to be set
+  slots.push_back(slot);
+  slot->thread = std::thread([self = shared_from_this(), slot] { self->WorkerLoop(*slot); });
 }
 
 void Core::RemoveSlot(WorkerSlot* slot) {
   MutexLock lock(mu);
-  slots.remove_if([slot](const std::shared_ptr<WorkerSlot>& s) { return s.get() == slot; });
+  for (auto it = slots.begin(); it != slots.end(); ++it) {
+    if (it->get() != slot) continue;
+    if (slot->abandoned.load(std::memory_order_acquire)) {
+      if (slot->thread.joinable()) slot->thread.detach();  // it may never return
+    } else {
+      exited.push_back(*it);
+    }
+    slots.erase(it);
+    return;
+  }
+}
+
+void Core::JoinExited() {
+  std::list<std::shared_ptr<WorkerSlot>> done;
+  {
+    MutexLock lock(mu);
+    done.swap(exited);
+    for (auto it = done.begin(); it != done.end();) {
+      if ((*it)->thread.get_id() == std::this_thread::get_id()) {  // a recycled worker, itself
+        exited.push_back(*it);
+        it = done.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : done) {
+    if (s->thread.joinable()) s->thread.join();
+  }
 }
 
 void Core::WorkerLoop(WorkerSlot& slot) {
@@ -471,7 +511,8 @@ void WorkerPool::Close() {
     c.backend->Shutdown(absl::OkStatus());
   } else {
     c.work.NotifyAll();
-    c.WaitQuiet([&] { return c.workers.load() == 0; });
+    c.WaitQuiet([&] { return c.workers.load() == 0 && c.NoSlots(); });
+    c.JoinExited();
   }
   c.StopMonitor();
   c.destroyed.store(true);
@@ -509,7 +550,8 @@ void WorkerPool::Destroy() {
   c.stopping.store(true, std::memory_order_release);
   for (auto& j : running) c.Abandon(j, "the pool was destroyed while it ran");
   c.work.NotifyAll();
-  c.WaitQuiet([&] { return c.workers.load() == 0; });
+  c.WaitQuiet([&] { return c.workers.load() == 0 && c.NoSlots(); });
+  c.JoinExited();
   c.StopMonitor();
 }
 

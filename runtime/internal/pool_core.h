@@ -55,6 +55,7 @@ struct WorkerSlot {
   sync_internal::SpinLock mu;
   std::shared_ptr<Job> current;  // guarded by mu: the job it runs, if any
   std::atomic<bool> abandoned{false};
+  std::thread thread;  // guarded by Core::mu; joined once it has left (detached if abandoned)
 };
 
 struct Core : std::enable_shared_from_this<Core> {
@@ -87,6 +88,7 @@ struct Core : std::enable_shared_from_this<Core> {
 
   Mutex mu;
   std::list<std::shared_ptr<WorkerSlot>> slots;             // guarded by mu
+  std::list<std::shared_ptr<WorkerSlot>> exited;  // guarded by mu: left, not yet joined
   std::vector<std::function<void()>> drain_handlers;        // guarded by mu
   std::multimap<absl::Time, std::weak_ptr<Job>> deadlines;  // guarded by mu
   std::multimap<absl::Time, std::weak_ptr<Job>> graces;     // guarded by mu
@@ -108,7 +110,16 @@ struct Core : std::enable_shared_from_this<Core> {
   // --- thread workers -----------------------------------------------------
   void MaybeSpawn();
   void Spawn();  // `workers` already counts it
+  // A worker thread leaves: its slot waits in `exited` to be joined.
   void RemoveSlot(WorkerSlot* slot);
+  // Joins the threads that have left (not the caller's own). Close and
+  // Destroy return only once every thread they stopped has ended, so that
+  // nothing of the pool runs after them (thread-exit destructors included).
+  void JoinExited();
+  bool NoSlots() {
+    MutexLock lock(mu);
+    return slots.empty();
+  }
   void WorkerLoop(WorkerSlot& slot);
   void RunJob(WorkerSlot& slot, const std::shared_ptr<Job>& job);
 

@@ -63,6 +63,33 @@ absl::StatusOr<Value> CallTask(const TaskFunction& fn, TaskContext& ctx, Value a
   }
 }
 
+namespace task_internal {
+
+void AppendStatus(const absl::Status& status, ValueArray& out) {
+  std::optional<ErrorRecord> record = TaskErrorRecord(status);
+  out.emplace_back(static_cast<int64_t>(status.code()));
+  out.emplace_back(std::string(status.message()));
+  out.emplace_back(record ? Value(record->type) : Value());
+  out.emplace_back(record ? Value(record->message) : Value());
+}
+
+absl::Status StatusFromFields(const ValueArray& a, size_t first, std::string_view task) {
+  const int64_t* code = a.size() > first ? a[first].GetInt() : nullptr;
+  const std::string* message = a.size() > first + 1 ? a[first + 1].GetString() : nullptr;
+  if (code == nullptr || message == nullptr || *code <= 0 || *code > 16) {
+    return absl::InternalError(Cat("task '", task, "': a malformed result from its worker"));
+  }
+  const std::string* type = a.size() > first + 2 ? a[first + 2].GetString() : nullptr;
+  const std::string* what = a.size() > first + 3 ? a[first + 3].GetString() : nullptr;
+  if (type != nullptr && what != nullptr &&
+      static_cast<absl::StatusCode>(*code) == absl::StatusCode::kUnknown) {
+    return TaskExceptionStatus(task, *type, *what);  // as CallTask made it there
+  }
+  return absl::Status(static_cast<absl::StatusCode>(*code), *message);
+}
+
+}  // namespace task_internal
+
 absl::Status TaskRegistry::Register(std::string name, TaskFunction fn) {
   return Tasks().Register(std::move(name), std::move(fn));
 }

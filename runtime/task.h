@@ -120,6 +120,15 @@ std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status);
 
 namespace task_internal {
 
+// A task's failure as plain fields, for results that cross a process or are
+// batched (the process pool's replies, Map's chunks): appends
+// code, message, type, what (type/what: its ErrorRecord, or null) to `out`.
+void AppendStatus(const absl::Status& status, ValueArray& out);
+// The status AppendStatus wrote at fields[first...]; a task's exception is
+// rebuilt as CallTask made it (with its record). Internal for malformed
+// fields, naming `task`.
+absl::Status StatusFromFields(const ValueArray& fields, size_t first, std::string_view task);
+
 template <class T>
 using Plain = std::remove_cvref_t<T>;
 

@@ -408,7 +408,7 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(PoolOptions optio
 WorkerPool::~WorkerPool() { Destroy(); }
 
 absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
-                                 bool callable) {
+                                 bool callable, bool wait) {
   pool_internal::Core& c = *core_;
   if (callable && c.process) {
     return absl::InvalidArgumentError(
@@ -433,7 +433,7 @@ absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const 
       if (c.queued.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) break;
       continue;
     }
-    if (c.options.on_full == FullPolicy::kFail) {
+    if (c.options.on_full == FullPolicy::kFail && !wait) {
       return absl::ResourceExhaustedError(Cat("WorkerPool '", c.options.name, "': ", c.max_queue,
                                               " tasks already queued (max_queue)"));
     }
@@ -554,6 +554,14 @@ void WorkerPool::Destroy() {
   c.JoinExited();
   c.StopMonitor();
 }
+
+MapResults WorkerPool::Map(std::string_view task, std::vector<Value> inputs, size_t chunk_size,
+                           RunOptions options) {
+  return MapResults(*this, std::string(task), std::move(inputs), chunk_size, options);
+}
+
+const std::string& WorkerPool::name() const { return core_->options.name; }
+int WorkerPool::max_workers() const { return core_->options.max_workers; }
 
 PoolStats WorkerPool::Stats() const {
   const pool_internal::Core& c = *core_;

@@ -64,6 +64,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
@@ -73,6 +74,7 @@
 #include "wharf/runtime/error_record.h"
 #include "wharf/runtime/future.h"
 #include "wharf/runtime/latency_histogram.h"
+#include "wharf/runtime/map_results.h"
 #include "wharf/runtime/task.h"
 #include "wharf/runtime/value.h"
 #include "wharf/runtime/worker.h"
@@ -206,23 +208,34 @@ class WorkerPool {
   template <class F>
   auto Run(F fn, RunOptions options = {});
 
+  // Python's Executor.map: `task` over `inputs`, in order, lazily; see
+  // map_results.h. chunk_size inputs per pool task (>= 1).
+  MapResults Map(std::string_view task, std::vector<Value> inputs, size_t chunk_size = 1,
+                 RunOptions options = {});
+
   bool NeedsDrain() const;
   void OnDrain(std::function<void()> handler);
   void Close();
   void Destroy();
   PoolStats Stats() const;
   std::string StatsText() const;
+  // PoolOptions::name, and max_workers as resolved by Create.
+  const std::string& name() const;
+  int max_workers() const;
 
  private:
   explicit WorkerPool(std::shared_ptr<pool_internal::Core> core) : core_(std::move(core)) {}
+  // `wait`: wait for room even under FullPolicy::kFail (Map's own window).
   absl::Status Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
-                       bool callable = false);
+                       bool callable = false, bool wait = false);
   static absl::Status TaskFailed(std::string_view name, std::exception_ptr e);
   template <class R>
   static void Complete(Promise<R>& p, std::string_view name,
                        absl::FunctionRef<void(bool)> account, auto&& body);
   template <class T, class Decode>
-  Future<T> RunNamed(std::string name, Value arg, RunOptions options, Decode decode);
+  Future<T> RunNamed(std::string name, Value arg, RunOptions options, Decode decode,
+                     bool wait = false);
+  friend class MapResults;
 
   std::shared_ptr<pool_internal::Core> core_;
 };
@@ -281,7 +294,8 @@ auto WorkerPool::Run(F fn, RunOptions options) {
 }
 
 template <class T, class Decode>
-Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, Decode decode) {
+Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, Decode decode,
+                               bool wait) {
   absl::StatusOr<TaskFunction> fn = TaskRegistry::Find(name);
   if (!fn.ok()) return Future<T>::Ready(FutureResult<T>(fn.status()));
   auto promise = std::make_shared<Promise<T>>();
@@ -302,7 +316,7 @@ Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, 
   job->on_cancel = [promise](absl::AnyInvocable<void()> hook) {
     promise->OnCancel(std::move(hook));
   };
-  if (absl::Status s = Enqueue(std::move(job), options); !s.ok()) {
+  if (absl::Status s = Enqueue(std::move(job), options, /*callable=*/false, wait); !s.ok()) {
     return Future<T>::Ready(FutureResult<T>(std::move(s)));
   }
   return future;

@@ -44,25 +44,16 @@ constexpr int kMaxStartFailures = 3;
 // --- The worker side --------------------------------------------------------
 
 absl::Status StatusFromReply(const ValueArray& a, std::string_view task) {
-  const int64_t* code = a.size() > 1 ? a[1].GetInt() : nullptr;
-  const std::string* message = a.size() > 2 ? a[2].GetString() : nullptr;
-  if (code == nullptr || message == nullptr || *code <= 0 || *code > 16) {
-    return absl::InternalError(Cat("task '", task, "': malformed reply from its worker process"));
-  }
-  const std::string* type = a.size() > 3 ? a[3].GetString() : nullptr;
-  const std::string* what = a.size() > 4 ? a[4].GetString() : nullptr;
-  if (type != nullptr && what != nullptr &&
-      static_cast<absl::StatusCode>(*code) == absl::StatusCode::kUnknown) {
-    return TaskExceptionStatus(task, *type, *what);  // as CallTask made it there
-  }
-  return absl::Status(static_cast<absl::StatusCode>(*code), *message);
+  return task_internal::StatusFromFields(a, 1, task);
 }
 
 Value ErrorReply(int64_t id, const absl::Status& s, int64_t run_ns) {
-  std::optional<ErrorRecord> record = TaskErrorRecord(s);
-  return Value::Array(id, static_cast<int64_t>(s.code()), std::string(s.message()),
-                      record ? Value(record->type) : Value(),
-                      record ? Value(record->message) : Value(), run_ns);
+  ValueArray a;
+  a.reserve(6);
+  a.emplace_back(id);
+  task_internal::AppendStatus(s, a);
+  a.emplace_back(run_ns);
+  return Value(std::move(a));
 }
 
 // The entry every process worker of a pool runs (protocol: the header).

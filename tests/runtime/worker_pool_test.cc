@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -435,6 +436,66 @@ TEST_P(PoolTest, StressRandomCancellationsAndTimeouts) {
   const w::PoolStats s = pool->Stats();
   EXPECT_EQ(s.completed + s.failed + s.cancelled >= static_cast<uint64_t>(n), true);
   EXPECT_EQ(s.failed, 0u);
+}
+
+TEST_P(PoolTest, MapKeepsInputOrderChunksAndReportsEachInputsError) {
+  Watchdog dog("pool map", absl::Seconds(120));
+  auto pool = MakePool(Options({.max_workers = 2}));
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{1000}}) {
+    std::vector<w::Value> inputs;
+    for (int i = 0; i < 300; ++i) inputs.emplace_back(i);
+    inputs[42] = w::Value("not a number");  // that input fails; the rest go on
+    w::MapResults results = pool->Map("pool_test_add_one", std::move(inputs), chunk);
+    EXPECT_EQ(results.size(), 300u);
+    int i = 0;
+    while (std::optional<absl::StatusOr<w::Value>> r = results.Next()) {
+      if (i == 42) {
+        EXPECT_FALSE(r->ok()) << chunk;
+        EXPECT_TRUE(Contains(r->status(), "pool_test_add_one")) << r->status();
+      } else {
+        ASSERT_TRUE(r->ok()) << r->status();
+        EXPECT_EQ(**r, w::Value(i + 1)) << chunk;
+      }
+      ++i;
+    }
+    EXPECT_EQ(i, 300);
+    EXPECT_EQ(results.remaining(), 0u);
+  }
+  // An unknown task: every input says so.
+  std::vector<w::Value> two;
+  two.emplace_back(1);
+  two.emplace_back(2);
+  w::MapResults missing = pool->Map("no_such_task", std::move(two));
+  EXPECT_EQ(missing.Next()->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.Next()->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(missing.Next().has_value());
+  // Nothing to map.
+  EXPECT_FALSE(pool->Map("pool_test_add_one", {}).Next().has_value());
+}
+
+// Lazy: with 1000 chunks and a window of two per worker, the first result
+// is read while most inputs have not run; a long input list never meets the
+// queue limit.
+TEST_P(PoolTest, MapIsLazyAndStaysInsideTheQueueLimit) {
+  Watchdog dog("pool map lazy", absl::Seconds(120));
+  auto pool = MakePool(Options({.max_workers = 1, .max_queue = 4}));
+  constexpr int kN = 1000;
+  w::SharedBuffer cells = Cells(kN);
+  std::vector<w::Value> inputs;
+  for (int i = 0; i < kN; ++i) inputs.push_back(w::Value::Array(w::SharedBuffer(cells), i, 1000));
+  w::MapResults results = pool->Map("pool_test_mark", std::move(inputs));
+  ASSERT_TRUE(results.Next().value().ok());
+  int started = 0;
+  for (int i = 0; i < kN; ++i) started += Cell(cells, i);
+  EXPECT_LE(started, 4);  // the window (2) plus the one topped up, plus one starting
+  int n = 1;
+  while (std::optional<absl::StatusOr<w::Value>> r = results.Next()) {
+    ASSERT_TRUE(r->ok()) << r->status();
+    EXPECT_EQ(**r, w::Value(n));
+    ++n;
+  }
+  EXPECT_EQ(n, kN);
+  for (int i = 0; i < kN; ++i) ASSERT_EQ(Cell(cells, i), 1) << i;
 }
 
 // --- Threads only -----------------------------------------------------------

@@ -575,6 +575,10 @@ PoolStats WorkerPool::Stats() const {
   s.abandoned = c.abandoned.load();
   s.run_time = c.run_time.Read();
   s.wait_time = c.wait_time.Read();
+  s.uptime = absl::Now() - c.created;
+  const double capacity = absl::ToDoubleSeconds(s.uptime) * c.options.max_workers;
+  s.utilization =
+      capacity > 0 ? std::min(1.0, absl::ToDoubleSeconds(s.run_time.sum) / capacity) : 0;
   return s;
 }
 

@@ -139,6 +139,10 @@ struct PoolStats {
   uint64_t abandoned = 0;  // workers given up on past cancel_grace
   LatencyHistogram::Snapshot run_time;
   LatencyHistogram::Snapshot wait_time;
+  // Time since Create, and Piscina's utilization: time spent inside tasks
+  // ÷ (max_workers × uptime), in [0, 1].
+  absl::Duration uptime;
+  double utilization = 0;
 };
 
 namespace pool_internal {

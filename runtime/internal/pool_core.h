@@ -64,6 +64,7 @@ struct Core : std::enable_shared_from_this<Core> {
 
   PoolOptions options;
   size_t max_queue = 0;
+  absl::Time created = absl::Now();
   bool process = false;  // options.isolation == kProcess
 
   moodycamel::ConcurrentQueue<std::shared_ptr<Job>> queue;

@@ -175,9 +175,10 @@ struct Job {
   // Set by the pool.
   std::atomic<int> phase{0};  // kQueued, kRunning, kDone (worker_pool.cc)
   std::atomic<bool> timed_out{false};  // failed by a timeout or cancel while running
-  // The stop cell (TaskContext): this job's own for a thread worker; the
-  // worker's shared one for a process worker (set before phase kRunning).
-  std::shared_ptr<std::atomic<uint64_t>> stop = std::make_shared<std::atomic<uint64_t>>(0);
+  // The stop cell a thread worker's TaskContext reads (a process worker
+  // reads its own shared one, written by the dispatcher): the id once the
+  // job is asked to stop.
+  std::atomic<uint64_t> stop{0};
   std::atomic<void*> slot{nullptr};  // thread pools: the WorkerSlot running it
   bool arg_moved = false;  // process pools (dispatcher only): `arg` went to a worker
   std::unique_ptr<std::stop_callback<std::function<void()>>> cancel_callback;

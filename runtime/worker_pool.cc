@@ -244,7 +244,7 @@ void Core::RunJob(WorkerSlot& slot, const std::shared_ptr<Job>& job) {
                   std::shared_ptr<const std::atomic<uint64_t>>(job, &job->stop));
   const auto account = [&](bool ok) {
     run_time.Record(absl::Now() - start);
-    Account(*job, ok);
+    return Settle(*job, ok);
   };
   if (job->run) {
     job->run(ctx, account);
@@ -310,10 +310,14 @@ void Core::MonitorLoop() {
 void Core::StopJob(const std::shared_ptr<Job>& job, absl::Status why) {
   if (Remove(*job, why)) return;  // still queued: dropped
   if (job->phase.load(std::memory_order_acquire) != kRunning) return;
-  if (job->timed_out.exchange(true, std::memory_order_acq_rel)) return;  // stopped already
+  // The future fails first, then the task is asked to stop: a task that
+  // returns as soon as it sees the stop finds its job settled and its
+  // result is dropped (never a value delivered after a timeout, and every
+  // job counted once).
+  if (!Finish(*job, std::move(why), cancelled)) return;  // finished or stopped already
+  job->timed_out.store(true, std::memory_order_release);
   job->stop.store(job->id, std::memory_order_release);  // TaskContext::StopRequested
   if (process) backend->StopRunning(job);  // its worker's shared stop cell
-  if (job->fail(std::move(why))) cancelled.fetch_add(1, std::memory_order_relaxed);
   {
     MutexLock lock(mu);
     graces.emplace(absl::Now() + options.cancel_grace, job);
@@ -340,8 +344,10 @@ void Core::Abandon(const std::shared_ptr<Job>& job, std::string_view why) {
     if (slot->current != job) return;  // finished meanwhile
   }
   if (slot->abandoned.exchange(true, std::memory_order_acq_rel)) return;
-  (void)job->fail(absl::DeadlineExceededError(
-      Cat("task '", job->name, "' was abandoned: ", why, "; its worker was replaced")));
+  (void)Finish(*job,
+               absl::DeadlineExceededError(
+                   Cat("task '", job->name, "' was abandoned: ", why, "; its worker was replaced")),
+               cancelled);
   abandoned.fetch_add(1, std::memory_order_relaxed);
   busy.fetch_sub(1, std::memory_order_acq_rel);  // its thread no longer counts
   RemoveSlot(slot);

@@ -159,12 +159,13 @@ struct Job {
   // A named task: its function (thread workers), its argument, and how its
   // result completes the future (decoding a typed result), calling
   // `account(succeeded)` just before it does (so Stats agree with a Get()
-  // that returned).
+  // that returned) — and only if it returns true (false: the job was
+  // already settled as stopped or failed, the result is dropped).
   TaskFunction fn;
   Value arg;
-  absl::AnyInvocable<void(absl::StatusOr<Value>, absl::FunctionRef<void(bool)> account)> deliver;
+  absl::AnyInvocable<void(absl::StatusOr<Value>, absl::FunctionRef<bool(bool)> account)> deliver;
   // A callable (thread pools): runs it and completes the future.
-  absl::AnyInvocable<void(TaskContext&, absl::FunctionRef<void(bool)> account)> run;
+  absl::AnyInvocable<void(TaskContext&, absl::FunctionRef<bool(bool)> account)> run;
   // Promise::OnCancel: the pool's hook, to drop the job from the queue.
   absl::AnyInvocable<void(absl::AnyInvocable<void()>)> on_cancel;
   // Completes the future with `status` unless already done; true if it did.
@@ -175,6 +176,10 @@ struct Job {
   // Set by the pool.
   std::atomic<int> phase{0};  // kQueued, kRunning, kDone (worker_pool.cc)
   std::atomic<bool> timed_out{false};  // failed by a timeout or cancel while running
+  // Once the job has left the queue, exactly one outcome counts: its own
+  // result (delivered), a stop (timeout, cancel token), or its worker's
+  // death. Whoever sets this first completes the future and the Stats.
+  std::atomic<bool> settled{false};
   // The stop cell a thread worker's TaskContext reads (a process worker
   // reads its own shared one, written by the dispatcher): the id once the
   // job is asked to stop.
@@ -236,7 +241,7 @@ class WorkerPool {
   static absl::Status TaskFailed(std::string_view name, std::exception_ptr e);
   template <class R>
   static void Complete(Promise<R>& p, std::string_view name,
-                       absl::FunctionRef<void(bool)> account, auto&& body);
+                       absl::FunctionRef<bool(bool)> account, auto&& body);
   template <class T, class Decode>
   Future<T> RunNamed(std::string name, Value arg, RunOptions options, Decode decode,
                      bool wait = false);
@@ -249,7 +254,7 @@ class WorkerPool {
 
 template <class R>
 void WorkerPool::Complete(Promise<R>& p, std::string_view name,
-                          absl::FunctionRef<void(bool)> account, auto&& body) {
+                          absl::FunctionRef<bool(bool)> account, auto&& body) {
   FutureResult<R> r = [&]() -> FutureResult<R> {
     try {
       using B = std::remove_cvref_t<decltype(body())>;
@@ -263,8 +268,7 @@ void WorkerPool::Complete(Promise<R>& p, std::string_view name,
       return FutureResult<R>(TaskFailed(name, std::current_exception()));
     }
   }();
-  account(r.ok());
-  (void)p.SetResult(std::move(r));
+  if (account(r.ok())) (void)p.SetResult(std::move(r));
 }
 
 template <class F>
@@ -278,7 +282,7 @@ auto WorkerPool::Run(F fn, RunOptions options) {
   auto job = std::make_shared<pool_internal::Job>();
   job->name = "<callable>";
   job->run = [promise, fn = std::move(fn)](TaskContext& ctx,
-                                            absl::FunctionRef<void(bool)> account) mutable {
+                                            absl::FunctionRef<bool(bool)> account) mutable {
     Complete(*promise, ctx.task_name(), account, [&]() -> decltype(auto) {
       if constexpr (kWithContext) {
         return fn(ctx);
@@ -310,11 +314,10 @@ Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, 
   job->fn = *std::move(fn);
   job->arg = std::move(arg);
   job->deliver = [promise, decode = std::move(decode)](absl::StatusOr<Value> v,
-                                                       absl::FunctionRef<void(bool)> account) {
+                                                       absl::FunctionRef<bool(bool)> account) {
     FutureResult<T> r = v.ok() ? FutureResult<T>(decode(*std::move(v)))
                                : FutureResult<T>(std::move(v).status());
-    account(r.ok());
-    (void)promise->SetResult(std::move(r));
+    if (account(r.ok())) (void)promise->SetResult(std::move(r));
   };
   job->fail = [promise](absl::Status s) { return promise->SetError(std::move(s)).ok(); };
   job->set_running = [promise] { return promise->SetRunning(); };

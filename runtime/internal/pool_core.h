@@ -133,12 +133,21 @@ struct Core : std::enable_shared_from_this<Core> {
   void Abandon(const std::shared_ptr<Job>& job, std::string_view why);
   void StopMonitor();
 
-  // Accounting for a finished job's result (not for one failed by a timeout
-  // or stop before it returned: that was counted as cancelled then).
-  void Account(const Job& job, bool ok) {
-    if (!job.timed_out.load(std::memory_order_acquire)) {
-      (ok ? completed : failed).fetch_add(1, std::memory_order_relaxed);
-    }
+  // A running job's own result: counts it and returns true if the job was
+  // not settled yet (Job::settled), else false (drop the result).
+  bool Settle(Job& job, bool ok) {
+    if (job.settled.exchange(true, std::memory_order_acq_rel)) return false;
+    (ok ? completed : failed).fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  // Any other end of a job that left the queue (stopped, its worker died,
+  // the pool went): if it was not settled yet, counts it in `counter` and
+  // fails its future with `why`; true then.
+  bool Finish(Job& job, absl::Status why, std::atomic<uint64_t>& counter) {
+    if (job.settled.exchange(true, std::memory_order_acq_rel)) return false;
+    counter.fetch_add(1, std::memory_order_relaxed);
+    (void)job.fail(std::move(why));
+    return true;
   }
 
   // Sleeps until `done()` (or the deadline).

@@ -233,7 +233,7 @@ struct ProcessBackend::State {
   // workers must not leave futures pending forever).
   void FailBacklog(const absl::Status& why) {
     for (auto& j : redo) {
-      if (j->fail(why)) core->failed.fetch_add(1, std::memory_order_relaxed);
+      (void)core->Finish(*j, why, core->failed);
       j->phase.store(kDone, std::memory_order_release);
       core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }
@@ -361,7 +361,7 @@ struct ProcessBackend::State {
               "' failed, so the worker stopped: ", cause.ToString()));
       if (!s.inflight.empty()) --busy;
       for (auto& j : s.inflight) {  // handed to it already: they never ran
-        if (j->fail(why)) core->failed.fetch_add(1, std::memory_order_relaxed);
+        (void)core->Finish(*j, why, core->failed);
         j->phase.store(kDone, std::memory_order_release);
         core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
       }
@@ -391,7 +391,7 @@ struct ProcessBackend::State {
     absl::StatusOr<Value> result = code != nullptr && *code == 0 && a->size() == 4
                                        ? absl::StatusOr<Value>(std::move((*a)[2]))
                                        : absl::StatusOr<Value>(StatusFromReply(*a, job->name));
-    job->deliver(std::move(result), [&](bool ok) { core->Account(*job, ok); });
+    job->deliver(std::move(result), [&](bool ok) { return core->Settle(*job, ok); });
     job->phase.store(kDone, std::memory_order_release);
     core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     if (s.inflight.empty()) {
@@ -430,22 +430,24 @@ struct ProcessBackend::State {
       if (shutting_down) {
         const absl::Status why(shutdown_why.code(),
                                Cat("task '", j->name, "' cancelled: ", shutdown_why.message()));
-        if (j->fail(why)) core->cancelled.fetch_add(1, std::memory_order_relaxed);
+        (void)core->Finish(*j, why, core->cancelled);
       } else if (ran && j == s.killed_for) {
         // Failed by the timeout / stop that had its worker killed.
       } else if (ran && (!j->idempotent || j->attempt > 1 ||
                          j->timed_out.load(std::memory_order_acquire))) {
-        if (j->fail(absl::AbortedError(
-                Cat("task '", j->name, "' failed: its worker process died while running it (",
-                    cause, ")", j->attempt > 1 ? " on its second attempt" : "")))) {
-          core->failed.fetch_add(1, std::memory_order_relaxed);
-        }
+        (void)core->Finish(
+            *j,
+            absl::AbortedError(Cat("task '", j->name,
+                                   "' failed: its worker process died while running it (", cause,
+                                   ")", j->attempt > 1 ? " on its second attempt" : "")),
+            core->failed);
       } else if (j->arg_moved) {
-        if (j->fail(absl::AbortedError(Cat(
+        (void)core->Finish(
+            *j,
+            absl::AbortedError(Cat(
                 "task '", j->name, "' failed: its worker process died (", cause,
-                ") and it cannot run again: its argument's Buffers or ports went to that worker")))) {
-          core->failed.fetch_add(1, std::memory_order_relaxed);
-        }
+                ") and it cannot run again: its argument's Buffers or ports went to that worker")),
+            core->failed);
       } else {
         if (ran) {
           ++j->attempt;  // idempotent: once more
@@ -486,9 +488,11 @@ struct ProcessBackend::State {
       if (s->dead || s->inflight.empty() || s->inflight.front() != job) continue;
       if (s->killed_for != nullptr) return;
       s->killed_for = job;
-      (void)job->fail(absl::DeadlineExceededError(
-          Cat("task '", job->name, "' was abandoned: ", why,
-              "; its worker process was killed and replaced")));
+      (void)core->Finish(*job,
+                         absl::DeadlineExceededError(
+                             Cat("task '", job->name, "' was abandoned: ", why,
+                                 "; its worker process was killed and replaced")),
+                         core->cancelled);
       core->abandoned.fetch_add(1, std::memory_order_relaxed);
       s->retiring = true;
       (void)s->worker->Terminate();  // SIGKILL after terminate_grace; OnExit replaces it
@@ -514,10 +518,10 @@ struct ProcessBackend::State {
     shutdown_why = std::move(why);
     if (idle_timer.has_value()) loop->ClearTimer(*idle_timer);
     for (auto& j : redo) {
-      if (j->fail(absl::Status(shutdown_why.code(),
-                               Cat("task '", j->name, "' cancelled: ", shutdown_why.message())))) {
-        core->cancelled.fetch_add(1, std::memory_order_relaxed);
-      }
+      (void)core->Finish(*j,
+                         absl::Status(shutdown_why.code(),
+                                      Cat("task '", j->name, "' cancelled: ", shutdown_why.message())),
+                         core->cancelled);
       j->phase.store(kDone, std::memory_order_release);
       core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }

@@ -53,6 +53,12 @@ WHARF_TASK(pool_test_until_stop) {
   while (!ctx.StopRequested()) absl::SleepFor(absl::Milliseconds(1));
   return w::Value("stopped");
 }
+// Returns the moment it sees the stop.
+WHARF_TASK(pool_test_spin_until_stop) {
+  while (!ctx.StopRequested()) {
+  }
+  return w::Value("returned");
+}
 // Sleeps arg ms, deaf to stop requests.
 WHARF_TASK(pool_test_sleep_ms) {
   absl::SleepFor(absl::Milliseconds(arg.AsInt().value()));
@@ -504,6 +510,25 @@ TEST_P(PoolTest, MapIsLazyAndStaysInsideTheQueueLimit) {
   }
   EXPECT_EQ(n, kN);
   for (int i = 0; i < kN; ++i) ASSERT_EQ(Cell(cells, i), 1) << i;
+}
+
+// A task that returns the instant it sees its stop never has its value
+// delivered after the timeout, and every task is counted exactly once (a
+// stop used to be raised before the future failed: helper report).
+TEST_P(PoolTest, AStoppedTaskThatReturnsAtOnceStillTimesOutAndCountsOnce) {
+  Watchdog dog("pool stop race", absl::Seconds(120));
+  auto pool = MakePool(Options({.max_workers = 2, .max_queue = 1024}));
+  const int rounds = 200;
+  std::vector<w::Future<w::Value>> fs;
+  for (int i = 0; i < rounds; ++i) {
+    fs.push_back(pool->Run("pool_test_spin_until_stop", w::Value(),
+                           {.timeout = absl::Microseconds(200 + (i % 7) * 100)}));
+  }
+  for (auto& f : fs) EXPECT_EQ(f.Get().status().code(), absl::StatusCode::kDeadlineExceeded);
+  pool->Close();
+  const w::PoolStats s = pool->Stats();
+  EXPECT_EQ(s.completed + s.failed + s.cancelled, static_cast<uint64_t>(rounds));
+  EXPECT_EQ(s.completed, 0u);
 }
 
 // --- Threads only -----------------------------------------------------------

@@ -211,7 +211,8 @@ std::string Seconds(absl::Duration d) {
 std::string Short(absl::Duration d) {
   char text[32];
   if (d < absl::Microseconds(1)) {
-    std::snprintf(text, sizeof text, "%lld ns", static_cast<long long>(absl::ToInt64Nanoseconds(d)));
+    std::snprintf(text, sizeof text, "%lld ns",
+                  static_cast<long long>(absl::ToInt64Nanoseconds(d)));
   } else if (d < absl::Milliseconds(1)) {
     std::snprintf(text, sizeof text, "%.1f us", absl::ToDoubleMicroseconds(d));
   } else {
@@ -228,8 +229,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   const std::optional<Flags> flags = ParseFlags(argc, argv, exit_code);
   if (!flags) return exit_code;
-  const int workers = flags->workers > 0 ? static_cast<int>(flags->workers)
-                                         : wharf::AvailableParallelism();
+  const int workers =
+      flags->workers > 0 ? static_cast<int>(flags->workers) : wharf::AvailableParallelism();
   const int64_t n = flags->tasks;
   bool ok = true;
   const auto fail = [&ok](const std::string& why) {
@@ -252,8 +253,8 @@ int main(int argc, char** argv) {
   wharf::WorkerPool& pool = **created;
 
   enum Fault { kThrow, kCrash, kIdempotent, kCancel };
-  const Fault faults[] = {kThrow, kCrash,      kCancel, kIdempotent, kThrow,
-                          kCancel, kIdempotent, kCrash, kThrow,      kCancel};
+  const Fault faults[] = {kThrow,  kCrash,      kCancel, kIdempotent, kThrow,
+                          kCancel, kIdempotent, kCrash,  kThrow,      kCancel};
   std::printf("pool_faults: %lld normal tasks and %zu faulty ones on %d process worker%s\n",
               static_cast<long long>(n), std::size(faults) + 2, workers, workers == 1 ? "" : "s");
 
@@ -275,23 +276,24 @@ int main(int argc, char** argv) {
   }
   std::printf("1. a mix, queued while %d hold task%s keep%s every worker busy:\n", workers,
               workers == 1 ? "" : "s", workers == 1 ? "s" : "");
-  std::printf("  running    : Cancel() of a task a worker has: %s (it may be half done: stop a "
-              "running task with RunOptions::cancel or a timeout)\n",
-              holds[0].Cancel() ? "true" : "false");
+  std::printf(
+      "  running    : Cancel() of a task a worker has: %s (it may be half done: stop a "
+      "running task with RunOptions::cancel or a timeout)\n",
+      holds[0].Cancel() ? "true" : "false");
 
   // The mix: the faults spread among the normal tasks.
-  struct Typed {
+  struct Typed {  // CollatzSteps(n)
     int64_t n;
     wharf::Future<int64_t> future;
   };
-  std::vector<Typed> normal, throwing, cancelled;
-  struct Untyped {
+  struct Untyped {  // crash_once(n)
     int64_t n;
     wharf::Future<wharf::Value> future;
   };
+  std::vector<Typed> normal, throwing, cancelled;
+  std::vector<bool> cancel_said;  // what Cancel() returned
   std::vector<wharf::Future<wharf::Value>> crashing;
   std::vector<Untyped> idempotent;
-  std::vector<bool> cancel_said;
   const int64_t spacing = std::max<int64_t>(1, n / static_cast<int64_t>(std::size(faults) + 1));
   size_t next_fault = 0;
   for (int64_t i = 1; i <= n || next_fault < std::size(faults); ++i) {
@@ -327,13 +329,16 @@ int main(int argc, char** argv) {
     const absl::Status s = cancelled[i].future.Get().status();
     std::printf("  cancelled  : Cancel() while queued: %s; %s\n", cancel_said[i] ? "true" : "false",
                 Show(s).c_str());
-    if (!cancel_said[i] || s.code() != absl::StatusCode::kCancelled) fail("a queued task was not cancelled");
+    if (!cancel_said[i] || s.code() != absl::StatusCode::kCancelled) {
+      fail("a queued task was not cancelled");
+    }
   }
   for (Typed& t : throwing) {
     const absl::Status s = t.future.Get().status();
     const std::optional<wharf::ErrorRecord> record = wharf::TaskErrorRecord(s);
     std::printf("  throws     : %s\n", Show(s).c_str());
-    if (s.code() != absl::StatusCode::kUnknown || !record || record->type != "std::invalid_argument") {
+    if (s.code() != absl::StatusCode::kUnknown || !record ||
+        record->type != "std::invalid_argument") {
       fail("a throwing task did not fail with kUnknown and its exception's record");
     }
   }
@@ -353,11 +358,14 @@ int main(int argc, char** argv) {
     }
     const int64_t steps = v->At(0).value()->AsInt().value_or(-1);
     const int64_t attempt = v->At(1).value()->AsInt().value_or(-1);
-    std::printf("  idempotent : crash_once(%lld) crashed its worker, ran again: attempt %lld "
-                "returned %lld\n",
-                static_cast<long long>(t.n), static_cast<long long>(attempt),
-                static_cast<long long>(steps));
-    if (steps != want || attempt != 2) fail(absl::StrCat("crash_once: want ", want, " on attempt 2"));
+    std::printf(
+        "  idempotent : crash_once(%lld) crashed its worker, ran again: attempt %lld "
+        "returned %lld\n",
+        static_cast<long long>(t.n), static_cast<long long>(attempt),
+        static_cast<long long>(steps));
+    if (steps != want || attempt != 2) {
+      fail(absl::StrCat("crash_once: want ", want, " on attempt 2"));
+    }
   }
   int64_t right = 0;
   for (Typed& t : normal) {
@@ -389,21 +397,25 @@ int main(int argc, char** argv) {
     const absl::Time failed_at = absl::Now();
     // The task is still running: its worker is busy until it returns, or
     // until it is killed (Stats().abandoned counts that first).
-    if (!Eventually([&] { return pool.Stats().busy_workers == 0; })) fail("a hung task never ended");
+    if (!Eventually([&] { return pool.Stats().busy_workers == 0; })) {
+      fail("a hung task never ended");
+    }
     const uint64_t abandoned = pool.Stats().abandoned;
     if (wharf::atomics::Load(gate[2]) != started + 1) fail(absl::StrCat(task, " never started"));
-    std::printf("  %-11s: %s, after %s; %s\n", task, Show(s).c_str(),
-                Seconds(failed_at - start).c_str(),
-                abandoned == 0 ? "it saw StopRequested() and returned: its worker was kept"
-                               : absl::StrCat("it ignored StopRequested(): its worker was killed ",
-                                              Seconds(absl::Now() - failed_at),
-                                              " later and replaced").c_str());
+    std::printf(
+        "  %-11s: %s, after %s; %s\n", task, Show(s).c_str(), Seconds(failed_at - start).c_str(),
+        abandoned == 0 ? "it saw StopRequested() and returned: its worker was kept"
+                       : absl::StrCat("it ignored StopRequested(): its worker was killed ",
+                                      Seconds(absl::Now() - failed_at), " later and replaced")
+                             .c_str());
     if (s.code() != absl::StatusCode::kDeadlineExceeded) fail(absl::StrCat(task, ": no timeout"));
     if (abandoned != (deaf ? 1u : 0u)) fail(absl::StrCat(task, ": abandoned = ", abandoned));
   }
   // And the pool carries on.
   std::vector<Typed> after;
-  for (int i = 0; i < workers; ++i) after.push_back({i + 2, pool.Submit(&CollatzSteps, int64_t{i + 2})});
+  for (int i = 0; i < workers; ++i) {
+    after.push_back({i + 2, pool.Submit(&CollatzSteps, int64_t{i + 2})});
+  }
   for (Typed& t : after) {
     const absl::StatusOr<int64_t>& v = t.future.Get();
     if (!v.ok() || *v != CollatzSteps(t.n)) fail("a task after the hangs");
@@ -413,15 +425,20 @@ int main(int argc, char** argv) {
 
   // 3. Stats count every outcome: a timeout is "cancelled", a task that
   //    threw or crashed "failed"; a worker killed past cancel_grace "abandoned".
+  //    The counters agree with the futures once Get() returned; the
+  //    busy_workers gauge is updated just after a result is delivered, so
+  //    it may lag the last Get() by a moment.
+  if (!Eventually([&] { return pool.Stats().busy_workers == 0; })) fail("workers stay busy");
   const wharf::PoolStats st = pool.Stats();
-  std::printf("pool stats: %d worker%s, %d busy, %zu queued; %llu completed, %llu failed, "
-              "%llu cancelled, %llu abandoned; run time p50 %s, max %s\n",
-              st.workers, st.workers == 1 ? "" : "s", st.busy_workers, st.queued,
-              static_cast<unsigned long long>(st.completed),
-              static_cast<unsigned long long>(st.failed), static_cast<unsigned long long>(st.cancelled),
-              static_cast<unsigned long long>(st.abandoned),
-              Short(st.run_time.Quantile(0.5)).c_str(), Short(st.run_time.max).c_str());
-  const uint64_t want_completed = static_cast<uint64_t>(n + workers) + idempotent.size() + after.size();
+  std::printf(
+      "pool stats: %d worker%s, %d busy, %zu queued; %llu completed, %llu failed, "
+      "%llu cancelled, %llu abandoned; run time p50 %s, max %s\n",
+      st.workers, st.workers == 1 ? "" : "s", st.busy_workers, st.queued,
+      static_cast<unsigned long long>(st.completed), static_cast<unsigned long long>(st.failed),
+      static_cast<unsigned long long>(st.cancelled), static_cast<unsigned long long>(st.abandoned),
+      Short(st.run_time.Quantile(0.5)).c_str(), Short(st.run_time.max).c_str());
+  const uint64_t want_completed =
+      static_cast<uint64_t>(n + workers) + idempotent.size() + after.size();
   const uint64_t want_failed = throwing.size() + crashing.size();
   const uint64_t want_cancelled = cancelled.size() + 2;
   if (st.completed != want_completed || st.failed != want_failed ||
@@ -430,8 +447,9 @@ int main(int argc, char** argv) {
                       want_failed, " failed, ", want_cancelled, " cancelled, 1 abandoned"));
   }
   if (!ok) return 1;
-  std::printf("OK: every fault cost only its own task; the other %llu tasks returned the right "
-              "value and Stats agree\n",
-              static_cast<unsigned long long>(want_completed));
+  std::printf(
+      "OK: every fault cost only its own task; the other %llu tasks returned the right "
+      "value and Stats agree\n",
+      static_cast<unsigned long long>(want_completed));
   return 0;
 }

@@ -77,8 +77,8 @@
 namespace {
 
 constexpr char kHeader[] = "id,city,product,quantity,amount\n";
-constexpr const char* kCities[] = {"Amsterdam", "Berlin", "Cairo", "Delhi",  "Istanbul", "Lagos",
-                                   "Lima",      "Osaka",  "Paris", "Seoul",  "Sydney",   "Toronto"};
+constexpr const char* kCities[] = {"Amsterdam", "Berlin", "Cairo", "Delhi", "Istanbul", "Lagos",
+                                   "Lima",      "Osaka",  "Paris", "Seoul", "Sydney",   "Toronto"};
 constexpr const char* kProducts[] = {"apples", "bread", "coffee", "lamps",
                                      "paper",  "shoes", "tea",    "tyres"};
 constexpr size_t kMB = 1'000'000;
@@ -171,7 +171,9 @@ template <>
 struct wharf::Codec<Totals> {
   static Value Encode(const Totals& t) {
     ValueMap cities;
-    for (const auto& [name, c] : t.cities) cities.Set(name, Value::Array(c.rows, c.quantity, c.cents));
+    for (const auto& [name, c] : t.cities) {
+      cities.Set(name, Value::Array(c.rows, c.quantity, c.cents));
+    }
     return Value::Array(t.rows, t.bad_lines, Value(std::move(cities)));
   }
   static absl::StatusOr<Totals> Decode(const Value& v) {
@@ -187,7 +189,8 @@ struct wharf::Codec<Totals> {
       const ValueArray* c = value.GetArray();
       if (c == nullptr || c->size() != 3 || !(*c)[0].IsInt() || !(*c)[1].IsInt() ||
           !(*c)[2].IsInt()) {
-        return absl::InvalidArgumentError(absl::StrCat("Totals: city '", name, "': want [rows, quantity, cents]"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("Totals: city '", name, "': want [rows, quantity, cents]"));
       }
       t.cities[name] = {*(*c)[0].GetInt(), *(*c)[1].GetInt(), *(*c)[2].GetInt()};
     }
@@ -381,7 +384,8 @@ absl::StatusOr<uint64_t> LineEnd(int fd, uint64_t at, uint64_t size, const std::
   char window[4096];
   while (at < size) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(sizeof window, size - at));
-    if (absl::Status s = ReadAt(fd, at, std::as_writable_bytes(std::span(window, n)), path); !s.ok()) {
+    if (absl::Status s = ReadAt(fd, at, std::as_writable_bytes(std::span(window, n)), path);
+        !s.ok()) {
       return s;
     }
     if (const void* nl = std::memchr(window, '\n', n)) {
@@ -468,16 +472,20 @@ absl::StatusOr<PoolResult> ParseOnPool(wharf::WorkerPool& pool, int fd, uint64_t
 
 void Report(const char* label, uint64_t bytes, absl::Duration took, absl::Duration serial) {
   const double s = absl::ToDoubleSeconds(took);
-  std::printf("  %-12s: %.1f MB in %.2f s, %6.0f MB/s", label, static_cast<double>(bytes) / kMB,
-              s, static_cast<double>(bytes) / kMB / s);
-  if (serial != absl::ZeroDuration()) std::printf(", %.2fx serial", absl::FDivDuration(serial, took));
+  std::printf("  %-12s: %.1f MB in %.2f s, %6.0f MB/s", label, static_cast<double>(bytes) / kMB, s,
+              static_cast<double>(bytes) / kMB / s);
+  if (serial != absl::ZeroDuration()) {
+    std::printf(", %.2fx serial", absl::FDivDuration(serial, took));
+  }
   std::printf("\n");
 }
 
 // The first difference between two totals, for a person; "" if none.
 std::string Difference(const Totals& a, const Totals& b) {
   if (a.rows != b.rows) return absl::StrCat(a.rows, " rows against ", b.rows);
-  if (a.bad_lines != b.bad_lines) return absl::StrCat(a.bad_lines, " bad lines against ", b.bad_lines);
+  if (a.bad_lines != b.bad_lines) {
+    return absl::StrCat(a.bad_lines, " bad lines against ", b.bad_lines);
+  }
   for (const auto& [name, c] : a.cities) {
     auto it = b.cities.find(name);
     if (it == b.cities.end()) return absl::StrCat("city ", name, " missing from the other");
@@ -563,7 +571,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   start = absl::Now();
-  const absl::StatusOr<PoolResult> pooled = ParseOnPool(**pool, in.fd, header, size, chunk_bytes, path);
+  const absl::StatusOr<PoolResult> pooled =
+      ParseOnPool(**pool, in.fd, header, size, chunk_bytes, path);
   const absl::Duration pool_time = absl::Now() - start;
   if (!pooled.ok()) {
     std::fprintf(stderr, "FAILED: process pool: %s\n", pooled.status().ToString().c_str());
@@ -574,18 +583,20 @@ int main(int argc, char** argv) {
   for (const auto& [pid, n] : pooled->per_worker) {
     absl::StrAppend(&spread, spread.empty() ? "" : ", ", n);
   }
-  std::printf("  %zu chunks, %zu of them seen by their worker in shared memory; chunks per worker "
-              "process: %s\n",
-              pooled->chunks, pooled->arrived_shared, spread.c_str());
-  std::printf("  the parent spent %.2f s reading chunks into shared memory and %.2f s blocked in "
-              "Run (queue full)\n",
-              absl::ToDoubleSeconds(pooled->reading), absl::ToDoubleSeconds(pooled->blocked));
+  std::printf(
+      "  %zu chunk%s, %zu of them seen by their worker in shared memory; chunks per "
+      "worker process: %s\n",
+      pooled->chunks, pooled->chunks == 1 ? "" : "s", pooled->arrived_shared, spread.c_str());
+  std::printf(
+      "  the parent spent %.2f s reading chunks into shared memory and %.2f s blocked in "
+      "Run (queue full)\n",
+      absl::ToDoubleSeconds(pooled->reading), absl::ToDoubleSeconds(pooled->blocked));
 
   std::printf("  %-10s %10s %12s %16s\n", "city", "rows", "quantity", "amount");
   for (const auto& [name, c] : pooled->totals.cities) {
-    std::printf("  %-10s %10lld %12lld %13lld.%02lld\n", name.c_str(), static_cast<long long>(c.rows),
-                static_cast<long long>(c.quantity), static_cast<long long>(c.cents / 100),
-                static_cast<long long>(c.cents % 100));
+    std::printf("  %-10s %10lld %12lld %13lld.%02lld\n", name.c_str(),
+                static_cast<long long>(c.rows), static_cast<long long>(c.quantity),
+                static_cast<long long>(c.cents / 100), static_cast<long long>(c.cents % 100));
   }
 
   bool ok = true;
@@ -603,8 +614,9 @@ int main(int argc, char** argv) {
     ok = false;
   }
   if (!ok) return 1;
-  std::printf("OK: the pool's totals equal the serial parse's and the generator's (%lld rows, "
-              "%zu cities, no bad lines)\n",
-              static_cast<long long>(serial->rows), serial->cities.size());
+  std::printf(
+      "OK: the pool's totals equal the serial parse's and the generator's (%lld rows, "
+      "%zu cities, no bad lines)\n",
+      static_cast<long long>(serial->rows), serial->cities.size());
   return 0;
 }

@@ -21,7 +21,7 @@ run() {
   expect "^  [0-9]+ cores available \([0-9]+ online\); [0-9]+ worker process(es)?; chunks of [0-9]+ MB$"
   expect "^  serial      : $mb\.0 MB in [0-9.]+ s, +[0-9]+ MB/s$"
   expect "^  process pool: $mb\.0 MB in [0-9.]+ s, +[0-9]+ MB/s, [0-9.]+x serial$"
-  expect "^  ([0-9]+) chunks, \\1 of them seen by their worker in shared memory; chunks per worker process: "
+  expect "^  ([0-9]+) chunks?, \\1 of them seen by their worker in shared memory; chunks per worker process: "
   expect "^  Amsterdam +[0-9]+ +[0-9]+ +[0-9]+\.[0-9][0-9]$"
   [[ $(grep -cE "^  [A-Z][a-z]+ +[0-9]+ +[0-9]+ +[0-9]+\.[0-9][0-9]$" <<<"$out") == 12 ]] ||
     fail "want 12 cities in the table"

@@ -4,7 +4,8 @@
 //
 // It writes about --mb MB of sales rows (id,city,product,quantity,amount) to
 // a file in a temporary directory, then
-//   1. serially: reads the file and parses it on this thread;
+//   1. serially: reads the file in 1 MiB blocks into one reused buffer and
+//      parses it on this thread;
 //   2. on a process pool: splits the file into chunks of about --chunk_mb MB
 //      at line boundaries, reads each chunk straight into a shared-memory
 //      Buffer (Buffer::AllocateShared) and Runs "parse_csv_chunk" with it;

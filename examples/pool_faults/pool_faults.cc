@@ -108,18 +108,11 @@ void CountStart(const wharf::Value& arg) {
   }
 }
 
-// Hangs until told to stop, then returns (the value is dropped: its future
-// already failed).
-//
-// The pause before returning works around a race in the pool (today's
-// Core::StopJob raises the stop before it fails the future): a task that
-// returns within a millisecond of seeing the stop can, on a loaded machine,
-// have its value delivered instead of kDeadlineExceeded, and then be counted
-// in no Stats counter. Seen once in five TSan runs without the pause.
+// Hangs until told to stop, then returns at once (the value is dropped: its
+// future already failed with kDeadlineExceeded when the stop was raised).
 WHARF_TASK(cooperative) {
   CountStart(arg);
   while (!ctx.StopRequested()) absl::SleepFor(absl::Milliseconds(1));
-  absl::SleepFor(absl::Milliseconds(100));  // "cleaning up"; see above
   return wharf::Value("stopped");
 }
 

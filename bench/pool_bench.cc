@@ -304,7 +304,9 @@ void BlockedLoop(benchmark::State& state, Round round) {
   CountCores(state);
 }
 
-// Holds each worker of a pool inside a task until Release().
+// Holds each worker of a pool inside a task until Release(). Shared with
+// the holding tasks: they may still be returning from the wait when the
+// round that made it ends.
 struct Blocker {
   std::latch started{Cores()};
   std::atomic<bool> released{false};
@@ -423,15 +425,15 @@ void SubmitBlockedWharf(benchmark::State& state) {
   std::unique_ptr<wharf::WorkerPool> pool = MakePool(state, wharf::Isolation::kThread);
   if (pool == nullptr) return;
   BlockedLoop(state, [&](double* seconds) {
-    Blocker b;
+    auto b = std::make_shared<Blocker>();
     std::vector<wharf::Future<void>> holds;
-    for (int c = 0; c < Cores(); ++c) holds.push_back(pool->Run([&b] { b.Hold(); }));
-    b.started.wait();
+    for (int c = 0; c < Cores(); ++c) holds.push_back(pool->Run([b] { b->Hold(); }));
+    b->started.wait();
     std::vector<wharf::Future<TinyResult<kCallable>>> futures;
     const Clock::time_point t0 = Clock::now();
     SubmitTiny<kCallable>(*pool, futures);
     *seconds += SecondsSince(t0);
-    b.Release();
+    b->Release();
     return wharf::Wait(holds).ok() && WaitAndCheck(futures);
   });
 }
@@ -557,15 +559,15 @@ template <class Peer>
 void SubmitBlockedPosted(benchmark::State& state) {
   Peer peer(Cores());
   BlockedLoop(state, [&](double* seconds) {
-    Blocker b;
-    for (int c = 0; c < Cores(); ++c) peer.Post([&b] { b.Hold(); });
-    b.started.wait();
+    auto b = std::make_shared<Blocker>();
+    for (int c = 0; c < Cores(); ++c) peer.Post([b] { b->Hold(); });
+    b->started.wait();
     std::vector<int64_t> out(kTinyTasks, 0);
     std::latch done(kTinyTasks);
     const Clock::time_point t0 = Clock::now();
     PostTiny(peer, out, done);
     *seconds += SecondsSince(t0);
-    b.Release();
+    b->Release();
     done.wait();
     return CheckIncremented(out);
   });

@@ -8,7 +8,8 @@
 //   latency_after_idle  the same after 2 ms with nothing to do.
 //   fib         100 × cores tasks of fib(27), one by one, then Promise.all;
 //               serial rate (this thread) and ideal (one process per CPU,
-//               pinned with taskset, all at once: the sum of their rates)
+//               its main thread pinned with taskset, all at once: the sum of
+//               their rates)
 //               measured just before and just after each run: speedup,
 //               speedup_over_ideal, busy_fraction (time inside tasks,
 //               timed by the task, / (threads × wall)).
@@ -35,7 +36,7 @@ const only = new Set((args.only ?? 'tiny,latency,fib').split(','));
 const kTinyTasks = 100000;
 const kFibN = 27;
 const kFibTasksPerCore = 100;
-const kRateWindowMs = 60;
+const kRateWindowMs = 200;  // several tasks of JS fib(27) (2–5 ms here)
 const cores = os.availableParallelism();
 
 const now = () => process.hrtime.bigint();
@@ -129,13 +130,13 @@ function allowedCpus() {
   }
 }
 
-// One process per allowed CPU, pinned, all running fib for the same window.
+// One process per allowed CPU, its main thread pinned, all running fib for
+// the same window.
 async function pinnedRates(cpus) {
   const startMs = Date.now() + 700;  // after every child has started and warmed up
   const runs = cpus.map((cpu) => new Promise((resolve, reject) => {
-    const child = spawn('taskset', ['-c', String(cpu), process.execPath,
-                                    path.join(__dirname, 'fib_pinned.js'),
-                                    String(kFibN), String(startMs), String(kRateWindowMs)]);
+    const child = spawn(process.execPath, [path.join(__dirname, 'fib_pinned.js'), String(cpu),
+                                           String(kFibN), String(startMs), String(kRateWindowMs)]);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.on('error', reject);
@@ -149,10 +150,14 @@ async function fibBench(pool) {
   const cpus = allowedCpus();
   const tasks = kFibTasksPerCore * cores;
   const expect = fib(kFibN);
+  serialRate();  // warm this thread's fib up (JIT) before measuring it
   const rows = [];
   // The serial and ideal rates just before and just after each run (the
   // VM's speed drifts within seconds).
-  const rates = async () => ({ serial: serialRate(), ideal: (await pinnedRates(cpus)).reduce((a, b) => a + b, 0) });
+  const rates = async () => ({
+    serial: serialRate(),
+    ideal: (await pinnedRates(cpus)).reduce((a, b) => a + b, 0),
+  });
   for (let rep = 0; rep < reps; ++rep) {
     const before = await rates();
     const t0 = now();

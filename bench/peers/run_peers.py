@@ -183,9 +183,12 @@ def main():
             process_peers = [("asio", cxx("BM_Fib/asio", metric)), ("tbb", cxx("BM_Fib/tbb", metric))]
             if metric != "speedup":
                 process_peers.append(("ProcessPoolExecutor", py.get("fib", {}).get(metric)))
-            pending = wharf("BM_Fib/wharf_process", metric)[0] is None
-            for peer, v in process_peers[-1:] if pending else process_peers:
+            if wharf("BM_Fib/wharf_process", metric)[0] is None:  # one row says why
+                peer, v = process_peers[-1] if metric != "speedup" else ("—", None)
                 add(label, "BM_Fib/wharf_process", metric, peer, v, fmt_x, True, note)
+            else:
+                for peer, v in process_peers:
+                    add(label, "BM_Fib/wharf_process", metric, peer, v, fmt_x, True, note)
         ideal = w.get("BM_Fib/serial_per_core_ideal", {})
         if "ideal_speedup" in ideal:
             log(f"ideal speed-up (sum of pinned per-core rates / serial rate): "

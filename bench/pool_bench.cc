@@ -16,8 +16,9 @@
 //   BM_TaskLatencyAfterIdle/<peer>  the same after 2 ms with nothing to do
 //                          (the workers have gone to sleep); manual time:
 //                          the round trip only.
-//   BM_Fib/<peer>          kFibTasksPerCore × cores tasks of fib(27) (about
-//                          a millisecond each), one by one, then a wait.
+//   BM_Fib/<peer>          kFibTasksPerCore × cores tasks of fib(27) (0.3 to
+//                          1.5 ms each, as the VM's speed goes), one by
+//                          one, then a wait.
 //                          Each iteration also measures, untimed, just
 //                          before and just after the pool's run, the
 //                          serial rate (this thread, unpinned) and the ideal
@@ -98,9 +99,9 @@ namespace {
 
 constexpr int kTinyTasks = 100'000;
 constexpr int kFibN = 27;
-constexpr int kFibTasksPerCore = 100;
+constexpr int kFibTasksPerCore = 300;
 // How long the serial and the pinned measurements of BM_Fib run per iteration.
-constexpr absl::Duration kRateWindow = absl::Milliseconds(60);
+constexpr absl::Duration kRateWindow = absl::Milliseconds(100);
 
 using Clock = std::chrono::steady_clock;
 
@@ -756,7 +757,7 @@ void RegisterAll() {
   }
 
   const auto fib = [](const char* peer, auto fn) {
-    // Each iteration: ~kFibTasksPerCore ms of pool work plus ~4 kRateWindow untimed.
+    // Each iteration: 0.1-0.5 s of pool work plus ~4 kRateWindow untimed.
     RegisterBenchmark(absl::StrCat("BM_Fib/", peer).c_str(), fn)
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond)

@@ -52,14 +52,11 @@ def base_name(run_name):
     return "/".join(parts)
 
 
-def pool_bench(reps, extra):
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        out = f.name
+def pool_bench(reps, extra, out):
     run([BINARY, f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true",
          f"--benchmark_out={out}", "--benchmark_out_format=json"] + extra)
     with open(out) as f:
         data = json.load(f)
-    os.unlink(out)
     results = {}
     for b in data["benchmarks"]:
         name = base_name(b.get("run_name", b["name"]))
@@ -94,7 +91,12 @@ def main():
                     help="tasks per ProcessPoolExecutor tiny run (10^5 takes ~15 s per run here)")
     ap.add_argument("--only", default="tiny,latency,fib", help="workloads, comma-separated")
     ap.add_argument("--benchmark_filter", default=None, help="passed to pool_bench")
+    ap.add_argument("--out", default=None,
+                    help="directory for the raw results (pool_bench.json, piscina.jsonl, "
+                         "process_pool.jsonl, table.md); default: a new one under /tmp")
     a = ap.parse_args()
+    out_dir = a.out or tempfile.mkdtemp(prefix="wharf_pool_peers_")
+    os.makedirs(out_dir, exist_ok=True)
 
     if not a.no_build:
         run(["./bazelw", "build", "--config=bench", "//bench:pool_bench"])
@@ -107,12 +109,19 @@ def main():
     else:
         pats = {"tiny": "BM_TinyTasks|BM_SubmitBlocked", "latency": "BM_TaskLatency", "fib": "BM_Fib"}
         extra.append("--benchmark_filter=" + "|".join(pats[w] for w in sorted(only)))
-    context, w = pool_bench(a.reps, extra)
-    node = json_lines(run(["node", os.path.join(HERE, "piscina_bench.js"), f"--reps={a.reps}",
-                           f"--only={a.only}"], capture=True))
-    py = json_lines(run([sys.executable, os.path.join(HERE, "process_pool_bench.py"),
-                         "--reps", str(a.reps), "--only", a.only,
-                         "--tiny-n", str(a.tiny_n_python)], capture=True))
+    context, w = pool_bench(a.reps, extra, os.path.join(out_dir, "pool_bench.json"))
+
+    def peer(name, cmd):
+        text = run(cmd, capture=True)
+        with open(os.path.join(out_dir, name), "w") as f:
+            f.write(text)
+        return json_lines(text)
+
+    node = peer("piscina.jsonl", ["node", os.path.join(HERE, "piscina_bench.js"),
+                                  f"--reps={a.reps}", f"--only={a.only}"])
+    py = peer("process_pool.jsonl", [sys.executable, os.path.join(HERE, "process_pool_bench.py"),
+                                     "--reps", str(a.reps), "--only", a.only,
+                                     "--tiny-n", str(a.tiny_n_python)])
 
     cores = context.get("cores") or os.cpu_count()
     rows = []  # (workload, wharf side, its figure, peer, peer figure, ratio, note)
@@ -179,7 +188,9 @@ def main():
             # over C++'s; speed-up over the ideal and busy fraction are.
             if metric != "speedup":
                 add(label, "BM_Fib/wharf_thread", metric, "piscina",
-                    node.get("fib", {}).get(metric), fmt_x, True)
+                    node.get("fib", {}).get(metric), fmt_x, True,
+                    "JS ideal unreliable: V8 runs the same fib up to 1.5× slower in the "
+                    "rate loops than in a worker" if metric == "speedup_over_ideal" else "")
             process_peers = [("asio", cxx("BM_Fib/asio", metric)), ("tbb", cxx("BM_Fib/tbb", metric))]
             if metric != "speedup":
                 process_peers.append(("ProcessPoolExecutor", py.get("fib", {}).get(metric)))
@@ -194,13 +205,15 @@ def main():
             log(f"ideal speed-up (sum of pinned per-core rates / serial rate): "
                 f"{ideal['ideal_speedup']:.3f}")
 
-    print(f"\n{cores} cores (nproc={os.cpu_count()}); medians of {a.reps} runs; "
-          f"ratio > 1: Wharf better\n")
     head = ("workload", "wharf", "wharf figure", "peer", "peer figure", "ratio", "note")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in rows:
-        print("| " + " | ".join(str(x) for x in r) + " |")
+    lines = [f"{cores} cores (nproc={os.cpu_count()}); medians of {a.reps} runs; "
+             "ratio > 1: Wharf better", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+    log(f"raw results: {out_dir}")
     return 0
 
 

@@ -590,6 +590,8 @@ PoolStats WorkerPool::Stats() const {
   s.failed = c.failed.load();
   s.cancelled = c.cancelled.load();
   s.abandoned = c.abandoned.load();
+  s.worker_deaths = c.worker_deaths.load();
+  s.retried = c.retried.load();
   s.run_time = c.run_time.Read();
   s.wait_time = c.wait_time.Read();
   s.uptime = absl::Now() - c.created;

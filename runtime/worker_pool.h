@@ -17,7 +17,9 @@
 //   with it. The argument is moved into the task: Buffers inside it are
 //   handed over, not copied (to a process: through shared memory).
 // - Future::Cancel() on a queued task removes it at once (kCancelled); on a
-//   running one it fails (Python). RunOptions::cancel (a std::stop_token)
+//   running one it fails (Python). A process pool's task already handed to
+//   a busy worker's pipeline (tiny tasks, deep queue) counts as running, as
+//   Python's call queue does. RunOptions::cancel (a std::stop_token)
 //   and RunOptions::timeout (counted from Run) reach running tasks too: the
 //   future holds kCancelled / kDeadlineExceeded at once, the task's
 //   TaskContext::StopRequested() turns true, and if it has not returned
@@ -107,7 +109,7 @@ struct PoolOptions {
   // stops and the queued tasks fail with FailedPrecondition naming the
   // initializer and its error (the pool stays usable; a later Run starts a
   // worker again).
-  std::string initializer;
+  std::string initializer{};
   // A task past its timeout or cancelled while running gets this long to
   // return before its worker is replaced.
   absl::Duration cancel_grace = absl::Seconds(1);
@@ -126,6 +128,8 @@ struct RunOptions {
   std::stop_token cancel{};
   // Process pools: if its worker dies while running it, run it once more
   // (attempt 2) instead of failing it. Set only for tasks safe to repeat.
+  // Not for an argument holding Buffers or ports: they went to the dead
+  // worker, so such a task fails with a status saying it cannot run again.
   bool idempotent = false;
 };
 
@@ -137,6 +141,8 @@ struct PoolStats {
   uint64_t failed = 0;     // exception or error status
   uint64_t cancelled = 0;  // cancelled or timed out (queued or running)
   uint64_t abandoned = 0;  // workers given up on past cancel_grace
+  uint64_t worker_deaths = 0;  // process workers that died with tasks (crash, kill, limit)
+  uint64_t retried = 0;        // idempotent tasks run again after such a death
   LatencyHistogram::Snapshot run_time;
   LatencyHistogram::Snapshot wait_time;
   // Time since Create, and Piscina's utilization: time spent inside tasks

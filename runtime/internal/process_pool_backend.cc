@@ -391,9 +391,6 @@ struct ProcessBackend::State {
     absl::StatusOr<Value> result = code != nullptr && *code == 0 && a->size() == 4
                                        ? absl::StatusOr<Value>(std::move((*a)[2]))
                                        : absl::StatusOr<Value>(StatusFromReply(*a, job->name));
-    job->deliver(std::move(result), [&](bool ok) { return core->Settle(*job, ok); });
-    job->phase.store(kDone, std::memory_order_release);
-    core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     if (s.inflight.empty()) {
       --busy;
       s.idle_since = absl::Now();
@@ -401,7 +398,10 @@ struct ProcessBackend::State {
     } else if (s.inflight.front()->timed_out.load(std::memory_order_acquire)) {
       s.stop->store(s.inflight.front()->id, std::memory_order_release);
     }
-    Publish();
+    Publish();  // before the future completes: Stats() after Get() agrees
+    job->deliver(std::move(result), [&](bool ok) { return core->Settle(*job, ok); });
+    job->phase.store(kDone, std::memory_order_release);
+    core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     core->quiet.NotifyAll();
     if (shutting_down) {
       if (busy == 0) TerminateAll();  // the running tasks returned within the grace

@@ -589,6 +589,7 @@ TEST(ProcessPoolTest, ACrashFailsItsTaskOnlyAndThePoolGoesOn) {
   EXPECT_TRUE(Contains(s, "SIGSEGV")) << s;
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*others[i].Get(), w::Value(i + 1));
   EXPECT_EQ(*pool->Run("pool_test_add_one", w::Value(100)).Get(), w::Value(101));
+  EXPECT_EQ(pool->Stats().worker_deaths, 1u);
 }
 
 TEST(ProcessPoolTest, AnIdempotentTaskRunsAgainAfterItsWorkerDies) {
@@ -608,6 +609,8 @@ TEST(ProcessPoolTest, AnIdempotentTaskRunsAgainAfterItsWorkerDies) {
   for (pid_t p : ChildPids()) kill(p, SIGKILL);
   EXPECT_EQ(*again.Get(), w::Value(1));
   EXPECT_EQ(Cell(cells, 1), 2);  // attempt 2 ran
+  EXPECT_EQ(pool->Stats().retried, 1u);
+  EXPECT_EQ(pool->Stats().worker_deaths, 2u);
 }
 
 TEST(ProcessPoolTest, ABufferArgumentIsTransferred) {

@@ -41,8 +41,6 @@
 //                           Future per task; wharf::Wait on all of them.
 //     wharf_thread_callable the same with a lambda (Run([x] { ... })).
 //     wharf_process         WorkerPool, Isolation::kProcess, named tasks.
-//                           Skipped with the pool's error ("Unimplemented")
-//                           until process pools land.
 //     asio                  boost::asio::thread_pool + post; the tiny and
 //                           CPU tasks count down a std::latch, the latency
 //                           task sets a std::promise.
@@ -333,8 +331,7 @@ WHARF_TASK(pool_bench_add_one) { return wharf::Value(arg.AsInt().value() + 1); }
 WHARF_TASK(pool_bench_fib) { return wharf::Value(FibTask(static_cast<int>(arg.AsInt().value()))); }
 
 // A pool of Cores() workers, all started; nullptr (and the benchmark
-// skipped with the pool's error) if Create fails — as it does for
-// kProcess until process pools land.
+// skipped with the pool's error) if Create fails.
 std::unique_ptr<wharf::WorkerPool> MakePool(benchmark::State& state, wharf::Isolation isolation) {
   absl::StatusOr<std::unique_ptr<wharf::WorkerPool>> pool =
       wharf::WorkerPool::Create(wharf::PoolOptions{

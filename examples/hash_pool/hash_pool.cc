@@ -311,12 +311,6 @@ int main(int argc, char** argv) {
         .max_queue = n,  // all tasks are queued at once (FullPolicy::kWait suits a stream)
         .name = mode.name,
     });
-    if (pool.status().code() == absl::StatusCode::kUnimplemented) {
-      // Process pools are being built: until then this line says so, and the
-      // same code runs them once WorkerPool::Create accepts kProcess.
-      std::printf("  %-12s: skipped: %s\n", mode.label, pool.status().ToString().c_str());
-      continue;
-    }
     if (!pool.ok()) {
       std::fprintf(stderr, "FAILED: %s: %s\n", mode.label, pool.status().ToString().c_str());
       return 1;

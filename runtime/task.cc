@@ -109,18 +109,43 @@ bool TaskRegistry::RememberName(const void* fn, const std::string& name) {
 }
 
 absl::StatusOr<std::string> TaskRegistry::NameOf(const void* fn) {
-  Names& n = TypedNames();
-  MutexLock lock(n.mu);
-  auto it = n.by_fn.find(fn);
-  if (it == n.by_fn.end()) {
-    return absl::NotFoundError(
-        "this function is not a registered typed task (register it with "
-        "WHARF_TYPED_TASK(function) at namespace scope)");
-  }
-  return it->second;
+  absl::StatusOr<std::string_view> name = task_internal::TypedTaskName(fn);
+  if (!name.ok()) return name.status();
+  return std::string(*name);
 }
 
 namespace task_internal {
+
+absl::StatusOr<RegisteredTask> FindTask(std::string_view name) {
+  // One entry per thread: a submitting loop runs the same task again and
+  // again. Valid for ever (entries never move or go).
+  thread_local const runtime_internal::NamedRegistry<TaskFunction>::Entry* last = nullptr;
+  const auto* e = last;
+  if (e == nullptr || e->first != name) {
+    absl::StatusOr<const runtime_internal::NamedRegistry<TaskFunction>::Entry*> found =
+        Tasks().FindEntry(name);
+    if (!found.ok()) return found.status();
+    e = last = *found;
+  }
+  return RegisteredTask{e->first, &e->second};
+}
+
+absl::StatusOr<std::string_view> TypedTaskName(const void* fn) {
+  thread_local const std::pair<const void* const, std::string>* last = nullptr;
+  const auto* e = last;
+  if (e == nullptr || e->first != fn) {
+    Names& n = TypedNames();
+    MutexLock lock(n.mu);
+    auto it = n.by_fn.find(fn);
+    if (it == n.by_fn.end()) {
+      return absl::NotFoundError(
+          "this function is not a registered typed task (register it with "
+          "WHARF_TYPED_TASK(function) at namespace scope)");
+    }
+    e = last = &*it;
+  }
+  return std::string_view(e->second);
+}
 
 absl::Status ArgumentError(std::string_view task, size_t index, size_t count,
                            const absl::Status& why) {

@@ -63,7 +63,28 @@ class TaskContext {
  public:
   TaskContext(std::string name, uint64_t id, int attempt,
               std::shared_ptr<const std::atomic<uint64_t>> stop)
-      : name_(std::move(name)), id_(id), attempt_(attempt), stop_(std::move(stop)) {}
+      : owned_name_(std::move(name)),
+        name_(owned_name_),
+        id_(id),
+        attempt_(attempt),
+        stop_(stop.get()),
+        stop_owner_(std::move(stop)) {}
+
+  // For runners (the pool's workers): `name` and `*stop` must outlive the
+  // context; nothing is copied or counted.
+  static TaskContext Borrowed(std::string_view name, uint64_t id, int attempt,
+                              const std::atomic<uint64_t>* stop) {
+    return TaskContext(BorrowTag{}, name, id, attempt, stop);
+  }
+
+  TaskContext(const TaskContext& o)
+      : owned_name_(o.owned_name_),
+        name_(o.owns_name() ? std::string_view(owned_name_) : o.name_),
+        id_(o.id_),
+        attempt_(o.attempt_),
+        stop_(o.stop_),
+        stop_owner_(o.stop_owner_) {}
+  TaskContext& operator=(const TaskContext&) = delete;
 
   std::string_view task_name() const { return name_; }
   // Unique within the pool that runs it (never 0).
@@ -76,10 +97,18 @@ class TaskContext {
   }
 
  private:
-  std::string name_;
+  struct BorrowTag {};
+  TaskContext(BorrowTag, std::string_view name, uint64_t id, int attempt,
+              const std::atomic<uint64_t>* stop)
+      : name_(name), id_(id), attempt_(attempt), stop_(stop) {}
+  bool owns_name() const { return name_.data() == owned_name_.data(); }
+
+  std::string owned_name_;  // the public constructor's copy; empty when borrowed
+  std::string_view name_;
   uint64_t id_ = 0;
   int attempt_ = 1;
-  std::shared_ptr<const std::atomic<uint64_t>> stop_;
+  const std::atomic<uint64_t>* stop_ = nullptr;
+  std::shared_ptr<const std::atomic<uint64_t>> stop_owner_;  // keeps *stop_ alive, if given
 };
 
 using TaskFunction = std::function<absl::StatusOr<Value>(TaskContext&, Value)>;
@@ -119,6 +148,19 @@ absl::Status TaskExceptionStatus(std::string_view task, std::string_view type,
 std::optional<ErrorRecord> TaskErrorRecord(const absl::Status& status);
 
 namespace task_internal {
+
+// A registered task, pointing into the registry (whose entries are never
+// moved or removed).
+struct RegisteredTask {
+  std::string_view name;
+  const TaskFunction* fn;
+};
+// The registered task `name` (TaskRegistry::Find's NotFound otherwise); the
+// pools' lookup, cached per thread (no lock once a thread has seen it).
+absl::StatusOr<RegisteredTask> FindTask(std::string_view name);
+// The name a typed task's function was registered under (NameOf's NotFound
+// otherwise), as stable as FindTask's.
+absl::StatusOr<std::string_view> TypedTaskName(const void* fn);
 
 // A task's failure as plain fields, for results that cross a process or are
 // batched (the process pool's replies, Map's chunks): appends

@@ -79,7 +79,8 @@ bool Core::Remove(Job& job, absl::Status why) {
   }
   LeftQueue();
   cancelled.fetch_add(1, std::memory_order_relaxed);
-  (void)job.fail(std::move(why));
+  job.DropWork();
+  (void)job.Fail(std::move(why));
   return true;
 }
 
@@ -89,7 +90,7 @@ bool Core::Claim(Job& job) {
     return false;  // removed while queued: already accounted
   }
   LeftQueue();
-  if (!job.set_running()) {  // Future::Cancel won just now
+  if (!job.SetRunning()) {  // Future::Cancel won just now
     job.phase.store(kDone, std::memory_order_release);
     cancelled.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -104,14 +105,15 @@ void Core::FailQueued(const absl::Status& why) {
     if (!job->phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) continue;
     LeftQueue();
     failed.fetch_add(1, std::memory_order_relaxed);
-    (void)job->fail(why);
+    job->DropWork();
+    (void)job->Fail(why);
   }
 }
 
 // --- thread workers ---------------------------------------------------------
 
 void Core::MaybeSpawn() {
-  if (idle.load(std::memory_order_acquire) > 0) return;
+  if (idle_workers.idle() > 0) return;
   int n = workers.load(std::memory_order_relaxed);
   while (n < options.max_workers) {
     if (workers.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) {
@@ -193,15 +195,13 @@ void Core::WorkerLoop(WorkerSlot& slot) {
           })) {
         continue;
       }
-      const auto key = work.PrepareWait();
+      idle_workers.Enter(slot.waiter);
       if (queue.size_approx() != 0 || stopping.load(std::memory_order_acquire)) {
-        work.CancelWait();
+        idle_workers.Leave(slot.waiter);
         continue;
       }
-      idle.fetch_add(1, std::memory_order_acq_rel);
-      const bool woken = work.CommitWait(key, absl::Now() + options.idle_timeout);
-      idle.fetch_sub(1, std::memory_order_acq_rel);
-      if (!woken && queue.size_approx() == 0) {
+      if (!idle_workers.Sleep(slot.waiter, absl::Now() + options.idle_timeout) &&
+          queue.size_approx() == 0) {
         // Idle past idle_timeout: leave if above min_workers.
         int n = workers.load(std::memory_order_relaxed);
         if (n > options.min_workers &&
@@ -239,18 +239,18 @@ void Core::RunJob(WorkerSlot& slot, const std::shared_ptr<Job>& job) {
   busy.fetch_add(1, std::memory_order_acq_rel);
   const absl::Time start = absl::Now();
   wait_time.Record(start - job->enqueued);
-  // The context's stop cell is the job's own (the context holds the job).
-  TaskContext ctx(job->name, job->id, job->attempt,
-                  std::shared_ptr<const std::atomic<uint64_t>>(job, &job->stop));
+  // The context's stop cell is the job's own (`job` outlives the context).
+  TaskContext ctx = TaskContext::Borrowed(job->name, job->id, job->attempt, &job->stop);
   const auto account = [&](bool ok) {
     run_time.Record(absl::Now() - start);
     return Settle(*job, ok);
   };
-  if (job->run) {
-    job->run(ctx, account);
+  if (job->fn == nullptr) {
+    job->Execute(ctx, account);
   } else {
-    job->deliver(CallTask(job->fn, ctx, std::move(job->arg)), account);
+    job->Deliver(CallTask(*job->fn, ctx, std::move(job->arg)), account);
   }
+  job->DropWork();
   job->phase.store(kDone, std::memory_order_release);
   {
     std::lock_guard<sync_internal::SpinLock> lock(slot.mu);
@@ -424,7 +424,7 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(PoolOptions optio
 
 WorkerPool::~WorkerPool() { Destroy(); }
 
-absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
+absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job>& job, const RunOptions& options,
                                  bool callable, bool wait) {
   pool_internal::Core& c = *core_;
   if (callable && c.process) {
@@ -472,19 +472,23 @@ absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const 
   const absl::Duration timeout =
       options.timeout == absl::InfiniteDuration() ? c.options.task_timeout : options.timeout;
   if (timeout != absl::InfiniteDuration()) job->deadline = job->enqueued + timeout;
-  std::weak_ptr<pool_internal::Job> weak = job;
-  std::weak_ptr<pool_internal::Core> weak_core = core_;
-  job->on_cancel([weak, weak_core] {
-    // Future::Cancel before it started: the future is already kCancelled.
-    std::shared_ptr<pool_internal::Job> j = weak.lock();
-    std::shared_ptr<pool_internal::Core> core = weak_core.lock();
-    if (j == nullptr || core == nullptr) return;
+  job->core = core_;
+  // Future::Cancel before it started (the future is already kCancelled).
+  // The hook lives in the job's own future state, so the job is alive
+  // whenever it runs: a plain pointer (kept inline by AnyInvocable).
+  pool_internal::Job* raw = job.get();
+  job->OnCancel([raw] {
+    std::shared_ptr<pool_internal::Core> core = raw->core.lock();
+    if (core == nullptr) return;
     int expected = kQueued;
-    if (j->phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) {
+    if (raw->phase.compare_exchange_strong(expected, kDone, std::memory_order_acq_rel)) {
       core->LeftQueue();
       core->cancelled.fetch_add(1, std::memory_order_relaxed);
+      raw->DropWork();
     }
   });
+  std::weak_ptr<pool_internal::Job> weak = job;
+  std::weak_ptr<pool_internal::Core> weak_core = core_;
   if (options.cancel.stop_possible()) {
     job->cancel_callback = std::make_unique<std::stop_callback<std::function<void()>>>(
         options.cancel, std::function<void()>([weak, weak_core] {
@@ -500,8 +504,7 @@ absl::Status WorkerPool::Enqueue(std::shared_ptr<pool_internal::Job> job, const 
   if (c.process) {
     c.backend->Wake();
   } else {
-    c.work.Notify();
-    c.MaybeSpawn();
+    if (!c.idle_workers.NotifyOne()) c.MaybeSpawn();
   }
   return absl::OkStatus();
 }
@@ -527,7 +530,7 @@ void WorkerPool::Close() {
   if (c.process) {
     c.backend->Shutdown(absl::OkStatus());
   } else {
-    c.work.NotifyAll();
+    c.idle_workers.NotifyAll();
     c.WaitQuiet([&] { return c.workers.load() == 0 && c.NoSlots(); });
     c.JoinExited();
   }
@@ -566,7 +569,7 @@ void WorkerPool::Destroy() {
   c.WaitQuiet([&] { return c.busy.load() == 0; }, absl::Now() + c.options.cancel_grace);
   c.stopping.store(true, std::memory_order_release);
   for (auto& j : running) c.Abandon(j, "the pool was destroyed while it ran");
-  c.work.NotifyAll();
+  c.idle_workers.NotifyAll();
   c.WaitQuiet([&] { return c.workers.load() == 0 && c.NoSlots(); });
   c.JoinExited();
   c.StopMonitor();

@@ -153,33 +153,45 @@ struct PoolStats {
 
 namespace pool_internal {
 struct Core;
-// One unit of work, type-erased. Created by Run, owned (shared) by the queue,
-// the worker running it and the timers.
+// One unit of work, type-erased. Created by Run (one allocation, plus the
+// future's state), owned (shared) by the queue, the worker running it and
+// the timers; the typed part (how its result completes the future) is a
+// subclass below.
 struct Job {
+  virtual ~Job() = default;
+
   uint64_t id = 0;
-  std::string name;
+  // The registry's name (entries are never removed), or "<callable>".
+  std::string_view name;
   absl::Time enqueued;
   absl::Time deadline = absl::InfiniteFuture();
   int attempt = 1;
   bool idempotent = false;
-  // A named task: its function (thread workers), its argument, and how its
-  // result completes the future (decoding a typed result), calling
-  // `account(succeeded)` just before it does (so Stats agree with a Get()
-  // that returned) — and only if it returns true (false: the job was
-  // already settled as stopped or failed, the result is dropped).
-  TaskFunction fn;
+  // A named task: its function (the registry's: thread workers call it) and
+  // its argument. Null for a callable.
+  const TaskFunction* fn = nullptr;
   Value arg;
-  absl::AnyInvocable<void(absl::StatusOr<Value>, absl::FunctionRef<bool(bool)> account)> deliver;
-  // A callable (thread pools): runs it and completes the future.
-  absl::AnyInvocable<void(TaskContext&, absl::FunctionRef<bool(bool)> account)> run;
-  // Promise::OnCancel: the pool's hook, to drop the job from the queue.
-  absl::AnyInvocable<void(absl::AnyInvocable<void()>)> on_cancel;
+
+  // A named task's result completes the future (decoding a typed result),
+  // calling `account(succeeded)` just before it does (so Stats agree with a
+  // Get() that returned) — and only if it returns true (false: the job was
+  // already settled as stopped or failed, the result is dropped).
+  virtual void Deliver(absl::StatusOr<Value> result, absl::FunctionRef<bool(bool)> account) = 0;
+  // A callable (thread pools): runs it and completes the future likewise.
+  virtual void Execute(TaskContext& ctx, absl::FunctionRef<bool(bool)> account) = 0;
   // Completes the future with `status` unless already done; true if it did.
-  absl::AnyInvocable<bool(absl::Status)> fail;
+  virtual bool Fail(absl::Status status) = 0;
   // Promise::SetRunning.
-  absl::AnyInvocable<bool()> set_running;
+  virtual bool SetRunning() = 0;
+  // Promise::OnCancel: the pool's hook, to drop the job from the queue.
+  virtual void OnCancel(absl::AnyInvocable<void()> hook) = 0;
+  // The job will not run (again): what it would have run with goes now,
+  // not when its future does (the job lives as long as its future). Called
+  // by whoever owns the work at that point (the claimer, or the remover).
+  virtual void DropWork() { arg = Value(); }
 
   // Set by the pool.
+  std::weak_ptr<Core> core;  // for the cancel hook (the future may outlive the pool)
   std::atomic<int> phase{0};  // kQueued, kRunning, kDone (worker_pool.cc)
   std::atomic<bool> timed_out{false};  // failed by a timeout or cancel while running
   // Once the job has left the queue, exactly one outcome counts: its own
@@ -194,6 +206,45 @@ struct Job {
   bool arg_moved = false;  // process pools (dispatcher only): `arg` went to a worker
   std::unique_ptr<std::stop_callback<std::function<void()>>> cancel_callback;
 };
+
+// The part of a job that knows the future's type: the future's state lives
+// in the job (one allocation per task, freed by whoever drops the last of
+// the future and the pool's references — usually the submitter, so a
+// worker never frees into another thread's heap). Every path settles it
+// (Core::Settle / Finish / Remove, FailQueued): a job is never dropped
+// unsettled — the stress tests check each future ends exactly once.
+template <class T>
+struct FutureJob : Job {
+  future_internal::State<T> state;
+  // The future of this job (once, by the submitter, before it is queued).
+  Future<T> TakeFuture(const std::shared_ptr<FutureJob>& self) {
+    return future_internal::FutureOfState(std::shared_ptr<future_internal::State<T>>(self, &state));
+  }
+  void SetResult(FutureResult<T> r) { (void)state.Set(std::move(r)); }
+  bool Fail(absl::Status status) override {
+    if (status.ok()) status = absl::InternalError("a pool job failed with OK");
+    return state.Set(FutureResult<T>(std::move(status))).ok();
+  }
+  bool SetRunning() override { return state.SetRunning(); }
+  void OnCancel(absl::AnyInvocable<void()> hook) override { state.OnCancel(std::move(hook)); }
+};
+
+// A named task; `Decode` turns its Value into the future's T.
+template <class T, class Decode>
+struct NamedJob final : FutureJob<T> {
+  explicit NamedJob(Decode d) : decode(std::move(d)) {}
+  Decode decode;
+  void Deliver(absl::StatusOr<Value> v, absl::FunctionRef<bool(bool)> account) override {
+    FutureResult<T> r = v.ok() ? FutureResult<T>(decode(*std::move(v)))
+                               : FutureResult<T>(std::move(v).status());
+    if (account(r.ok())) this->SetResult(std::move(r));
+  }
+  void Execute(TaskContext&, absl::FunctionRef<bool(bool)>) override {}
+};
+
+template <class R, class F>
+struct CallableJob;
+
 }  // namespace pool_internal
 
 class WorkerPool {
@@ -205,7 +256,7 @@ class WorkerPool {
 
   // A registered task (TaskRegistry) with `arg`.
   Future<Value> Run(std::string_view task, Value arg, RunOptions options = {}) {
-    return RunNamed<Value>(std::string(task), std::move(arg), options,
+    return RunNamed<Value>(task, std::move(arg), options,
                            [](Value v) -> absl::StatusOr<Value> { return v; });
   }
 
@@ -242,16 +293,20 @@ class WorkerPool {
  private:
   explicit WorkerPool(std::shared_ptr<pool_internal::Core> core) : core_(std::move(core)) {}
   // `wait`: wait for room even under FullPolicy::kFail (Map's own window).
-  absl::Status Enqueue(std::shared_ptr<pool_internal::Job> job, const RunOptions& options,
+  // Queues `job` (moved from on success; left for the caller to fail
+  // otherwise).
+  absl::Status Enqueue(std::shared_ptr<pool_internal::Job>& job, const RunOptions& options,
                        bool callable = false, bool wait = false);
   static absl::Status TaskFailed(std::string_view name, std::exception_ptr e);
   template <class R>
-  static void Complete(Promise<R>& p, std::string_view name,
+  static void Complete(pool_internal::FutureJob<R>& job, std::string_view name,
                        absl::FunctionRef<bool(bool)> account, auto&& body);
   template <class T, class Decode>
-  Future<T> RunNamed(std::string name, Value arg, RunOptions options, Decode decode,
+  Future<T> RunNamed(std::string_view name, Value arg, RunOptions options, Decode decode,
                      bool wait = false);
   friend class MapResults;
+  template <class R, class F>
+  friend struct pool_internal::CallableJob;
 
   std::shared_ptr<pool_internal::Core> core_;
 };
@@ -259,7 +314,7 @@ class WorkerPool {
 // --- Implementation --------------------------------------------------------
 
 template <class R>
-void WorkerPool::Complete(Promise<R>& p, std::string_view name,
+void WorkerPool::Complete(pool_internal::FutureJob<R>& job, std::string_view name,
                           absl::FunctionRef<bool(bool)> account, auto&& body) {
   FutureResult<R> r = [&]() -> FutureResult<R> {
     try {
@@ -274,8 +329,21 @@ void WorkerPool::Complete(Promise<R>& p, std::string_view name,
       return FutureResult<R>(TaskFailed(name, std::current_exception()));
     }
   }();
-  if (account(r.ok())) (void)p.SetResult(std::move(r));
+  if (account(r.ok())) job.SetResult(std::move(r));
 }
+
+namespace pool_internal {
+// A callable (thread pools). Its closure is destroyed as soon as it has run
+// (what it captured does not live on with the job).
+template <class R, class F>
+struct CallableJob final : FutureJob<R> {
+  explicit CallableJob(F f) : fn(std::move(f)) {}
+  std::optional<F> fn;
+  void Deliver(absl::StatusOr<Value>, absl::FunctionRef<bool(bool)>) override {}
+  void Execute(TaskContext& ctx, absl::FunctionRef<bool(bool)> account) override;
+  void DropWork() override { fn.reset(); }
+};
+}  // namespace pool_internal
 
 template <class F>
 auto WorkerPool::Run(F fn, RunOptions options) {
@@ -283,55 +351,41 @@ auto WorkerPool::Run(F fn, RunOptions options) {
   using Raw = std::conditional_t<kWithContext, std::invoke_result<F&, TaskContext&>,
                                  std::invoke_result<F&>>;
   using R = typename future_internal::Unwrap<std::remove_cvref_t<typename Raw::type>>::type;
-  auto promise = std::make_shared<Promise<R>>();
-  Future<R> future = promise->GetFuture();
-  auto job = std::make_shared<pool_internal::Job>();
+  auto job = std::make_shared<pool_internal::CallableJob<R, F>>(std::move(fn));
   job->name = "<callable>";
-  job->run = [promise, fn = std::move(fn)](TaskContext& ctx,
-                                            absl::FunctionRef<bool(bool)> account) mutable {
-    Complete(*promise, ctx.task_name(), account, [&]() -> decltype(auto) {
-      if constexpr (kWithContext) {
-        return fn(ctx);
-      } else {
-        return fn();
-      }
-    });
-  };
-  job->fail = [promise](absl::Status s) { return promise->SetError(std::move(s)).ok(); };
-  job->set_running = [promise] { return promise->SetRunning(); };
-  job->on_cancel = [promise](absl::AnyInvocable<void()> hook) {
-    promise->OnCancel(std::move(hook));
-  };
-  if (absl::Status s = Enqueue(std::move(job), options, /*callable=*/true); !s.ok()) {
-    return Future<R>::Ready(FutureResult<R>(std::move(s)));
+  Future<R> future = job->TakeFuture(job);
+  std::shared_ptr<pool_internal::Job> queued = std::move(job);
+  if (absl::Status s = Enqueue(queued, options, /*callable=*/true); !s.ok()) {
+    (void)queued->Fail(std::move(s));
   }
   return future;
 }
 
+template <class R, class F>
+void pool_internal::CallableJob<R, F>::Execute(TaskContext& ctx,
+                                               absl::FunctionRef<bool(bool)> account) {
+  WorkerPool::Complete(*this, ctx.task_name(), account, [&]() -> decltype(auto) {
+    if constexpr (std::is_invocable_v<F&, TaskContext&>) {
+      return (*fn)(ctx);
+    } else {
+      return (*fn)();
+    }
+  });
+}
+
 template <class T, class Decode>
-Future<T> WorkerPool::RunNamed(std::string name, Value arg, RunOptions options, Decode decode,
-                               bool wait) {
-  absl::StatusOr<TaskFunction> fn = TaskRegistry::Find(name);
-  if (!fn.ok()) return Future<T>::Ready(FutureResult<T>(fn.status()));
-  auto promise = std::make_shared<Promise<T>>();
-  Future<T> future = promise->GetFuture();
-  auto job = std::make_shared<pool_internal::Job>();
-  job->name = std::move(name);
-  job->fn = *std::move(fn);
+Future<T> WorkerPool::RunNamed(std::string_view name, Value arg, RunOptions options,
+                               Decode decode, bool wait) {
+  absl::StatusOr<task_internal::RegisteredTask> task = task_internal::FindTask(name);
+  if (!task.ok()) return Future<T>::Ready(FutureResult<T>(task.status()));
+  auto job = std::make_shared<pool_internal::NamedJob<T, Decode>>(std::move(decode));
+  job->name = task->name;
+  job->fn = task->fn;
   job->arg = std::move(arg);
-  job->deliver = [promise, decode = std::move(decode)](absl::StatusOr<Value> v,
-                                                       absl::FunctionRef<bool(bool)> account) {
-    FutureResult<T> r = v.ok() ? FutureResult<T>(decode(*std::move(v)))
-                               : FutureResult<T>(std::move(v).status());
-    if (account(r.ok())) (void)promise->SetResult(std::move(r));
-  };
-  job->fail = [promise](absl::Status s) { return promise->SetError(std::move(s)).ok(); };
-  job->set_running = [promise] { return promise->SetRunning(); };
-  job->on_cancel = [promise](absl::AnyInvocable<void()> hook) {
-    promise->OnCancel(std::move(hook));
-  };
-  if (absl::Status s = Enqueue(std::move(job), options, /*callable=*/false, wait); !s.ok()) {
-    return Future<T>::Ready(FutureResult<T>(std::move(s)));
+  Future<T> future = job->TakeFuture(job);
+  std::shared_ptr<pool_internal::Job> queued = std::move(job);
+  if (absl::Status s = Enqueue(queued, options, /*callable=*/false, wait); !s.ok()) {
+    (void)queued->Fail(std::move(s));
   }
   return future;
 }
@@ -340,10 +394,11 @@ template <class R, class... A, class... Args>
 Future<std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>> WorkerPool::SubmitWith(
     RunOptions options, R (*fn)(A...), Args&&... args) {
   using T = std::conditional_t<std::is_void_v<R>, void, std::remove_cvref_t<R>>;
-  absl::StatusOr<std::string> name = TaskRegistry::NameOf(reinterpret_cast<const void*>(fn));
+  absl::StatusOr<std::string_view> name =
+      task_internal::TypedTaskName(reinterpret_cast<const void*>(fn));
   if (!name.ok()) return Future<T>::Ready(FutureResult<T>(name.status()));
   Value arg = task_internal::EncodeArgs(fn, std::forward<Args>(args)...);
-  return RunNamed<T>(*std::move(name), std::move(arg), std::move(options),
+  return RunNamed<T>(*name, std::move(arg), std::move(options),
                      [](Value v) -> FutureResult<T> {
                        if constexpr (std::is_void_v<T>) {
                          return absl::OkStatus();

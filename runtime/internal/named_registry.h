@@ -59,13 +59,22 @@ class NamedRegistry {
   }
 
   absl::StatusOr<Fn> Find(std::string_view name) const {
+    absl::StatusOr<const Entry*> e = FindEntry(name);
+    if (!e.ok()) return e.status();
+    return (*e)->second;
+  }
+
+  // The entry itself: its name and function stay where they are for the
+  // life of the process (std::map nodes do not move; nothing is removed).
+  using Entry = std::pair<const std::string, Fn>;
+  absl::StatusOr<const Entry*> FindEntry(std::string_view name) const {
     MutexLock lock(mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) {
       return absl::NotFoundError(
           sync_internal::Cat("no ", kind_, " named '", name, "' (register it with ", how_, ")"));
     }
-    return it->second;
+    return &*it;
   }
 
  private:

@@ -34,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "wharf/runtime/internal/idle_workers.h"
 #include "wharf/runtime/latency_histogram.h"
 #include "wharf/runtime/worker_pool.h"
 #include "wharf/sync/internal/event_count.h"
@@ -55,6 +56,7 @@ struct WorkerSlot {
   sync_internal::SpinLock mu;
   std::shared_ptr<Job> current;  // guarded by mu: the job it runs, if any
   std::atomic<bool> abandoned{false};
+  IdleWorkers::Waiter waiter;  // its thread's, while idle
   std::thread thread;  // guarded by Core::mu; joined once it has left (detached if abandoned)
 };
 
@@ -69,14 +71,16 @@ struct Core : std::enable_shared_from_this<Core> {
 
   moodycamel::ConcurrentQueue<std::shared_ptr<Job>> queue;
   std::atomic<int64_t> queued{0};  // jobs in phase kQueued
-  sync_internal::EventCount work;  // idle thread workers sleep here
+  IdleWorkers idle_workers;  // idle thread workers sleep here
   sync_internal::EventCount room;  // FullPolicy::kWait submitters
-  sync_internal::EventCount quiet;  // Close/Destroy wait for busy == 0 / workers gone
+  // Close/Destroy wait here for busy == 0 / workers gone. Notified after
+  // every task, waited on almost never: asymmetric fences make the notify a
+  // plain load (the membarrier is paid by the rare waiter).
+  sync_internal::EventCount quiet{FutexScope::kPrivate, sync_internal::EventCount::Fences::kAsymmetric};
   sync_internal::EventCount timers_changed;
 
   std::atomic<uint64_t> next_id{1};
   std::atomic<int> workers{0};  // live, not abandoned (process: kept by the backend)
-  std::atomic<int> idle{0};
   std::atomic<int> busy{0};  // threads running a task / process workers with tasks
   std::atomic<int64_t> in_flight{0};  // process: jobs claimed by the dispatcher, not done
   std::atomic<bool> closing{false};
@@ -146,7 +150,7 @@ struct Core : std::enable_shared_from_this<Core> {
   bool Finish(Job& job, absl::Status why, std::atomic<uint64_t>& counter) {
     if (job.settled.exchange(true, std::memory_order_acq_rel)) return false;
     counter.fetch_add(1, std::memory_order_relaxed);
-    (void)job.fail(std::move(why));
+    (void)job.Fail(std::move(why));
     return true;
   }
 

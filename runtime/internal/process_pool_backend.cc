@@ -94,11 +94,12 @@ void PoolWorkerMain(WorkerContext& ctx) {
       const int64_t* attempt = id != nullptr ? (*f)[3].GetInt() : nullptr;
       if (name == nullptr || attempt == nullptr) continue;
       const absl::Time start = absl::Now();
-      absl::StatusOr<TaskFunction> fn = TaskRegistry::Find(*name);
+      absl::StatusOr<task_internal::RegisteredTask> task = task_internal::FindTask(*name);
       absl::StatusOr<Value> r = [&]() -> absl::StatusOr<Value> {
-        if (!fn.ok()) return fn.status();
-        TaskContext tctx(*name, static_cast<uint64_t>(*id), static_cast<int>(*attempt), stop);
-        return CallTask(*fn, tctx, std::move((*f)[2]));
+        if (!task.ok()) return task.status();
+        TaskContext tctx = TaskContext::Borrowed(task->name, static_cast<uint64_t>(*id),
+                                                 static_cast<int>(*attempt), stop.get());
+        return CallTask(*task->fn, tctx, std::move((*f)[2]));
       }();
       const int64_t run_ns = absl::ToInt64Nanoseconds(absl::Now() - start);
       absl::Status posted;
@@ -234,6 +235,7 @@ struct ProcessBackend::State {
   void FailBacklog(const absl::Status& why) {
     for (auto& j : redo) {
       (void)core->Finish(*j, why, core->failed);
+      j->DropWork();
       j->phase.store(kDone, std::memory_order_release);
       core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }
@@ -362,6 +364,7 @@ struct ProcessBackend::State {
       if (!s.inflight.empty()) --busy;
       for (auto& j : s.inflight) {  // handed to it already: they never ran
         (void)core->Finish(*j, why, core->failed);
+        j->DropWork();
         j->phase.store(kDone, std::memory_order_release);
         core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
       }
@@ -399,7 +402,8 @@ struct ProcessBackend::State {
       s.stop->store(s.inflight.front()->id, std::memory_order_release);
     }
     Publish();  // before the future completes: Stats() after Get() agrees
-    job->deliver(std::move(result), [&](bool ok) { return core->Settle(*job, ok); });
+    job->Deliver(std::move(result), [&](bool ok) { return core->Settle(*job, ok); });
+    job->DropWork();
     job->phase.store(kDone, std::memory_order_release);
     core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     core->quiet.NotifyAll();
@@ -456,6 +460,7 @@ struct ProcessBackend::State {
         again.push_back(std::move(j));
         continue;
       }
+      j->DropWork();
       j->phase.store(kDone, std::memory_order_release);
       core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }
@@ -522,6 +527,7 @@ struct ProcessBackend::State {
                          absl::Status(shutdown_why.code(),
                                       Cat("task '", j->name, "' cancelled: ", shutdown_why.message())),
                          core->cancelled);
+      j->DropWork();
       j->phase.store(kDone, std::memory_order_release);
       core->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }

@@ -548,6 +548,32 @@ TEST(ThreadPoolTest, CallablesRunOnThreadPoolsOnly) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A job holds its future's state (one allocation per task), so it lives as
+// long as the future: what the task was given must not. A callable's
+// captures go as soon as it has run, or as soon as it is cancelled while
+// queued; the futures still hold their results.
+TEST(ThreadPoolTest, ACallablesCapturesGoOnceItRanOrWasCancelled) {
+  Watchdog dog("pool captures", absl::Seconds(60));
+  auto pool = MakePool({.max_workers = 1, .min_workers = 1, .max_queue = 16});
+  auto ran = std::make_shared<int>(1);
+  std::weak_ptr<int> ran_weak = ran;
+  w::Future<int> f = pool->Run([ran = std::move(ran)] { return *ran + 41; });
+  EXPECT_EQ(*f.Get(), 42);
+  EXPECT_TRUE(Eventually([&] { return ran_weak.expired(); }));
+  // A queued one, cancelled behind a task that holds the worker.
+  w::Notification release;
+  w::Future<void> hold = pool->Run([&] { release.WaitForNotification(); });
+  auto queued = std::make_shared<int>(2);
+  std::weak_ptr<int> queued_weak = queued;
+  w::Future<int> g = pool->Run([queued = std::move(queued)] { return *queued; });
+  EXPECT_TRUE(g.Cancel());
+  EXPECT_TRUE(queued_weak.expired());  // at once, though the job is still in the queue
+  release.Notify();
+  EXPECT_TRUE(hold.Get().ok());
+  EXPECT_EQ(g.Get().status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(*f.Get(), 42);  // the futures outlive the work
+}
+
 // A number per thread (thread ids may be reused once a thread has ended).
 int64_t ThreadSerial() {
   static std::atomic<int64_t> next{1};

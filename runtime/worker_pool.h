@@ -18,8 +18,8 @@
 //   handed over, not copied (to a process: through shared memory).
 // - Future::Cancel() on a queued task removes it at once (kCancelled); on a
 //   running one it fails (Python). A process pool's task already handed to
-//   a busy worker's pipeline (tiny tasks, deep queue) counts as running, as
-//   Python's call queue does. RunOptions::cancel (a std::stop_token)
+//   a busy worker's pipeline (tasks of at most 5 ms, deep queue) counts as
+//   running, as Python's call queue does. RunOptions::cancel (a std::stop_token)
 //   and RunOptions::timeout (counted from Run) reach running tasks too: the
 //   future holds kCancelled / kDeadlineExceeded at once, the task's
 //   TaskContext::StopRequested() turns true, and if it has not returned

@@ -170,7 +170,8 @@ void Core::WorkerLoop(WorkerSlot& slot) {
     absl::Status s = init.status();
     if (init.ok()) {
       TaskContext ctx(options.initializer, 0, 1, nullptr);
-      s = CallTask(*init, ctx, Value()).status();
+      absl::StatusOr<Value> arg = options.initializer_arg.Clone();  // checked by Create
+      s = arg.ok() ? CallTask(*init, ctx, *std::move(arg)).status() : arg.status();
     }
     if (!s.ok()) {
       FailQueued(absl::FailedPreconditionError(
@@ -401,20 +402,30 @@ absl::StatusOr<std::unique_ptr<WorkerPool>> WorkerPool::Create(PoolOptions optio
     return absl::InvalidArgumentError(
         Cat(who, "resource_limits apply to process workers only (isolation = kProcess)"));
   }
+  if (options.isolation == Isolation::kThread && options.env.has_value()) {
+    return absl::InvalidArgumentError(
+        Cat(who, "env applies to process workers only (threads share their process's)"));
+  }
+  if (absl::StatusOr<Value> c = options.initializer_arg.Clone(); !c.ok()) {
+    return absl::InvalidArgumentError(
+        Cat(who, "initializer_arg cannot be cloned for each worker: ", c.status().message()));
+  }
   if (!options.initializer.empty()) {
     if (absl::Status s = TaskRegistry::Find(options.initializer).status(); !s.ok()) {
       return absl::InvalidArgumentError(Cat(who, "initializer: ", s.message()));
     }
   }
-  auto core = std::make_shared<pool_internal::Core>(options);
-  core->max_queue = options.max_queue != 0
-                        ? options.max_queue
-                        : static_cast<size_t>(options.max_workers) * options.max_workers;
+  const size_t max_queue = options.max_queue != 0
+                              ? options.max_queue
+                              : static_cast<size_t>(options.max_workers) * options.max_workers;
+  const int min_workers = options.min_workers;
+  auto core = std::make_shared<pool_internal::Core>(std::move(options));
+  core->max_queue = max_queue;
   if (core->process) {
     core->backend = std::make_unique<pool_internal::ProcessBackend>(*core);
     if (absl::Status s = core->backend->Start(); !s.ok()) return s;
   } else {
-    for (int i = 0; i < options.min_workers; ++i) {
+    for (int i = 0; i < min_workers; ++i) {
       core->workers.fetch_add(1);
       core->Spawn();
     }

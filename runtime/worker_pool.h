@@ -110,6 +110,11 @@ struct PoolOptions {
   // initializer and its error (the pool stays usable; a later Run starts a
   // worker again).
   std::string initializer{};
+  // The initializer's argument (Python's initargs, Piscina's workerData):
+  // each worker gets its own clone (Create fails with InvalidArgument if it
+  // cannot be cloned: a detached Buffer). Null by default. Makes
+  // PoolOptions move-only.
+  Value initializer_arg{};
   // A task past its timeout or cancelled while running gets this long to
   // return before its worker is replaced.
   absl::Duration cancel_grace = absl::Seconds(1);
@@ -117,6 +122,9 @@ struct PoolOptions {
   absl::Duration task_timeout = absl::InfiniteDuration();
   // kProcess: limits of each worker process (worker.h); kThread: must be empty.
   ResourceLimits resource_limits{};
+  // kProcess: the workers' environment, "NAME=value" each (Piscina's env);
+  // nullopt: this process's. kThread: must be unset (threads share it).
+  std::optional<std::vector<std::string>> env{};
   std::string name = "pool";
 };
 

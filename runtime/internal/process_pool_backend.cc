@@ -80,7 +80,8 @@ void PoolWorkerMain(WorkerContext& ctx) {
     absl::Status s = fn.status();
     if (fn.ok()) {
       TaskContext tctx(name, 0, 1, nullptr);
-      s = CallTask(*fn, tctx, Value()).status();
+      Value* arg = ctx.worker_data()["initializer_arg"];
+      s = CallTask(*fn, tctx, arg != nullptr ? std::move(*arg) : Value()).status();
     }
     if (!s.ok()) {
       (void)port.PostMessage(ErrorReply(0, s, 0));
@@ -210,7 +211,10 @@ struct ProcessBackend::State {
     ValueMap data;
     data.Set("stop", Value(SharedBuffer(*slot->stop_buffer)));
     data.Set("initializer", Value(core->options.initializer));
+    absl::StatusOr<Value> init_arg = core->options.initializer_arg.Clone();  // checked by Create
+    if (init_arg.ok()) data.Set("initializer_arg", *std::move(init_arg));
     WorkerOptions wo;
+    wo.env = core->options.env;
     wo.worker_data = Value(std::move(data));
     wo.name = Cat(core->options.name, "-", slot->number);
     wo.loop = loop;

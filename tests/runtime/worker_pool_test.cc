@@ -33,6 +33,8 @@
 #include "wharf/sync/notification.h"
 #include "wharf/sync/shared_buffer.h"
 
+extern char** environ;
+
 namespace {
 
 namespace w = ::wharf;
@@ -95,6 +97,17 @@ WHARF_TASK(pool_test_init) {
 }
 WHARF_TASK(pool_test_init_fails) { throw std::runtime_error("no database"); }
 WHARF_TASK(pool_test_read_init) { return w::Value(g_initialized.load()); }
+std::atomic<int64_t> g_init_arg{0};  // the initializer's argument's "x", per process
+WHARF_TASK(pool_test_init_with) {
+  const w::Value* x = arg["x"];
+  g_init_arg.store(x != nullptr ? x->AsInt().value_or(-1) : -1);
+  return w::Value();
+}
+WHARF_TASK(pool_test_read_init_arg) { return w::Value(g_init_arg.load()); }
+WHARF_TASK(pool_test_getenv) {
+  const char* v = std::getenv(arg.GetString()->c_str());
+  return v != nullptr ? w::Value(v) : w::Value();
+}
 
 std::string Repeat(std::string s, int n) {
   std::string out;
@@ -340,6 +353,30 @@ TEST_P(PoolTest, InitializerRunsOnceInEachWorker) {
   // An unknown initializer is refused at Create.
   EXPECT_EQ(w::WorkerPool::Create(Options({.initializer = "no_such_init"})).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Python's initargs / Piscina's workerData: every worker's initializer gets
+// its own clone of initializer_arg.
+TEST_P(PoolTest, TheInitializerGetsItsArgumentInEachWorker) {
+  Watchdog dog("pool initializer_arg", absl::Seconds(60));
+  w::ValueMap m;
+  m.Set("x", w::Value(7));
+  auto pool = MakePool(Options({.max_workers = 2, .min_workers = 2, .max_queue = 64,
+                                .initializer = "pool_test_init_with",
+                                .initializer_arg = w::Value(std::move(m))}));
+  std::vector<w::Future<w::Value>> reads;
+  for (int i = 0; i < 20; ++i) reads.push_back(pool->Run("pool_test_read_init_arg", w::Value()));
+  for (auto& f : reads) {
+    ASSERT_TRUE(f.Get().ok()) << f.Get().status();
+    EXPECT_EQ(*f.Get(), w::Value(7));
+  }
+  // One that cannot be cloned for each worker is refused at Create.
+  w::Buffer b = w::Buffer::Allocate(8).value();
+  w::Buffer taken = std::move(b);  // `b` is detached now
+  absl::StatusOr<std::unique_ptr<w::WorkerPool>> bad = w::WorkerPool::Create(
+      Options({.initializer = "pool_test_init_with", .initializer_arg = w::Value(std::move(b))}));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(bad.status(), "initializer_arg")) << bad.status();
 }
 
 TEST_P(PoolTest, MaxTasksPerWorkerRecyclesWorkers) {
@@ -590,6 +627,22 @@ TEST(ThreadPoolTest, MaxTasksPerWorkerRecyclesThreads) {
 }
 
 // --- Processes only ---------------------------------------------------------
+
+// Piscina's env: the workers' environment (here: this one plus a variable).
+// Threads share their process's, so env is refused for them.
+TEST(ProcessPoolTest, EnvIsTheWorkersEnvironment) {
+  Watchdog dog("pool env", absl::Seconds(60));
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);  // sanitizer options too
+  env.emplace_back("WHARF_POOL_TEST_ENV=from the pool");
+  auto pool = MakePool({.isolation = w::Isolation::kProcess, .max_workers = 1, .env = env});
+  EXPECT_EQ(*pool->Run("pool_test_getenv", w::Value("WHARF_POOL_TEST_ENV")).Get(),
+            w::Value("from the pool"));
+  EXPECT_EQ(std::getenv("WHARF_POOL_TEST_ENV"), nullptr);  // this process's is unchanged
+  const absl::Status s = w::WorkerPool::Create({.env = env}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Contains(s, "env applies to process workers only")) << s;
+}
 
 // A sanitizer's own SIGSEGV handler would turn a crash into an exit code:
 // switched off for the workers (they inherit this environment). Called

@@ -48,7 +48,9 @@
 //
 // Thread-safety: every method from any thread. Run never blocks except
 // under FullPolicy::kWait. Scheduling: one lock-free MPMC queue (moodycamel)
-// and an event count; no lock on the submit or dispatch path. A process pool
+// and a list of idle workers, each woken on its own futex word
+// (internal/idle_workers.h); one heap allocation per task; no lock on the
+// submit or dispatch path beyond the idle list's when a worker is woken. A process pool
 // adds one dispatcher thread, which hands tasks to the least busy worker in
 // batches when the queue is deep.
 
@@ -161,10 +163,10 @@ struct PoolStats {
 
 namespace pool_internal {
 struct Core;
-// One unit of work, type-erased. Created by Run (one allocation, plus the
-// future's state), owned (shared) by the queue, the worker running it and
-// the timers; the typed part (how its result completes the future) is a
-// subclass below.
+// One unit of work, type-erased. Created by Run (one allocation, which also
+// holds the future's state: FutureJob below), owned (shared) by the queue,
+// the worker running it, the timers and its future; the typed part (how its
+// result completes the future) is a subclass below.
 struct Job {
   virtual ~Job() = default;
 

@@ -32,16 +32,6 @@ class CurrentScope {
   EventLoop* prev_;
 };
 
-// How long an idle loop watches for work before it sleeps. A reply from a
-// peer on another CPU usually arrives within a few µs, while a futex sleep
-// and wake-up costs 7-12 µs each way on the 2-core VM: a loop that slept at
-// once made a loop-to-loop ping-pong cost 22-25 µs per round trip
-// (//bench:loop_bench), one that spins first costs what a blocking Receive
-// does. An idle loop pays the spin once per sleep (at most this much CPU),
-// then uses none. MessagePort::Receive spins as long, for the same reason.
-constexpr absl::Duration kLoopSpin = absl::Microseconds(20);
-// The part of it spent spinning without yielding the CPU.
-constexpr absl::Duration kPureSpin = absl::Microseconds(2);
 
 int64_t ToNanos(absl::Time t) { return absl::ToUnixNanos(t); }
 
@@ -527,7 +517,8 @@ void EventLoop::Run() { (void)Loop(absl::InfiniteFuture()); }
 bool EventLoop::RunUntil(absl::Time deadline) { return Loop(deadline); }
 
 bool EventLoop::SpinForWork(absl::Time until) {
-  return sync_internal::SpinFor(kLoopSpin, until, [this] { return HasWork(); }, kPureSpin);
+  return sync_internal::SpinFor(sync_internal::kReplySpin, until, [this] { return HasWork(); },
+                                sync_internal::kReplyPureSpin);
 }
 
 void EventLoop::Sleep(absl::Time wake_at) {

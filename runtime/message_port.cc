@@ -446,13 +446,6 @@ PortSlot ImportPort(ExportedPort e) {
   return PortSlot(new MessagePort(PortAccess::OverLink(*std::move(end), options)), &kPortOps);
 }
 
-// How long Receive() watches the queue before sleeping: a reply from a peer
-// running on another CPU usually arrives within a few µs, while a futex
-// sleep+wake hand-off costs 7-12 µs each way on the 2-core VM
-// (//bench:port_bench ping-pong: 14.9 µs per round trip with only the event
-// count's ~100-pause spin). An idle receiver pays the spin once per Receive.
-constexpr absl::Duration kReceiveSpin = absl::Microseconds(20);
-
 // How a send ended: a status, or an interruption of a kBlock wait (reported
 // so that the caller gives transferred items back before it throws).
 struct SendOutcome {
@@ -616,9 +609,9 @@ absl::StatusOr<Value> MessagePort::Receive(absl::Duration timeout) {
   if (absl::Status error; t.TakeError(side_, error)) return error;
   const absl::Time deadline =
       timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  // Spin first (kReceiveSpin), polling only the queue (read-only: no line is
+  // Spin first (kReplySpin), polling only the queue (read-only: no line is
   // taken from the sender) and the closed state (one load while open).
-  (void)sync_internal::SpinFor(runtime_internal::kReceiveSpin, deadline,
+  (void)sync_internal::SpinFor(sync_internal::kReplySpin, deadline,
                                [&t, this] { return t.Readable(side_) || t.Drained(side_); });
   absl::Status error;
   for (;;) {

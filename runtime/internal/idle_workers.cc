@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "wharf/sync/futex.h"
+#include "wharf/sync/internal/spin.h"
 
 namespace wharf::pool_internal {
 
@@ -44,6 +45,16 @@ void IdleWorkers::Leave(Waiter& w) {
 }
 
 bool IdleWorkers::Sleep(Waiter& w, absl::Time deadline) {
+  // Watch the word first (kReplySpin, read-only): a notifier that pops us
+  // meanwhile sees kIdle and posts without a syscall, and we run its task
+  // without a futex hand-off. This is what makes one task on an idle pool
+  // cost about a port round trip.
+  if (sync_internal::SpinFor(
+          sync_internal::kReplySpin, deadline,
+          [&w] { return w.state.load(std::memory_order_acquire) == kPosted; },
+          sync_internal::kReplyPureSpin)) {
+    return true;
+  }
   uint32_t s = kIdle;
   if (w.state.compare_exchange_strong(s, kSleeping, std::memory_order_acq_rel)) {
     for (;;) {

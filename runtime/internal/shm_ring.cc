@@ -109,7 +109,7 @@ constexpr uint32_t kReaderClosed = 2;
 constexpr uint64_t kTailWriterClosed = uint64_t{1} << 63;
 constexpr uint64_t kTailPosition = ~kTailWriterClosed;
 // The bounded spin of both waits before they sleep: MessagePort::Receive's.
-constexpr absl::Duration kWaitSpin = absl::Microseconds(20);
+constexpr absl::Duration kWaitSpin = sync_internal::kReplySpin;
 // Records a reader consumes between two fenced wake-ups of the writer, and
 // the longest a sleeping writer can miss a wake-up that an unfenced check
 // skipped (it re-checks for room after each slice).

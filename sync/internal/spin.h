@@ -47,6 +47,20 @@ inline constexpr int kLockSpins = 100;
 // still catch an owner that is just leaving its critical section.
 inline constexpr int kMutexSpins = 10;
 
+// How long a waiter for another actor's reply (a Receive, an idle event loop,
+// a Future's Get, an idle pool worker, a shared-memory ring's reader or
+// writer) watches before it sleeps. A reply from a peer running on another
+// CPU usually arrives within a few µs, while a futex sleep+wake hand-off
+// costs 7-12 µs each way on the 2-core VM: a loop-to-loop ping-pong that slept
+// at once cost 22-25 µs per round trip (//bench:loop_bench), 14.9 µs with
+// only a ~100-pause spin (//bench:port_bench), and what a blocking Receive
+// does with this one. An idle waiter pays it once per wait (at most this much
+// CPU), then sleeps and uses none.
+inline constexpr absl::Duration kReplySpin = absl::Microseconds(20);
+// The part of kReplySpin spent without yielding the CPU, for a waiter whose
+// peer may share its CPU (see SpinFor's yield_after).
+inline constexpr absl::Duration kReplyPureSpin = absl::Microseconds(2);
+
 // A duration-based spin reads the clock once per this many pauses: a clock
 // read (~20 ns, vDSO) after every pause would dominate the spin.
 inline constexpr int kPausesPerClockRead = 64;

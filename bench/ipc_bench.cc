@@ -564,7 +564,7 @@ void BM_HandOver64M(benchmark::State& state) {
           }
           auto reply = port.Receive(absl::Seconds(30));
           if (!reply.ok()) {
-            st.SkipWithError("no reply");
+            st.SkipWithError(("no reply: " + reply.status().ToString()).c_str());
             break;
           }
           if (kHow == HandOver::kTransferredBuffer) {
@@ -586,6 +586,7 @@ void BM_HandOver64M(benchmark::State& state) {
         wharf::MessagePort port = PortOn(link, 1);
         for (;;) {
           auto r = port.Receive(absl::Seconds(30));
+          if (!r.ok()) fprintf(stderr, "child: %s\n", r.status().ToString().c_str());
           if (!r.ok() || r->IsInt()) return;
           // Untouched: the hand-over only (a SharedBuffer's header is in its
           // mapping: even size() would fault its first page in).
@@ -602,7 +603,10 @@ void BM_HandOver64M(benchmark::State& state) {
             ack = -1;
           }
           if (kHow == HandOver::kTransferredBuffer) {
-            if (!port.PostMessage(*std::move(r)).ok()) return;  // transferred back
+            if (absl::Status ps = port.PostMessage(*std::move(r)); !ps.ok()) {
+              fprintf(stderr, "child post: %s\n", ps.ToString().c_str());
+              return;
+            }
             continue;
           }
           if (!port.PostMessage(wharf::Value(ack)).ok()) return;

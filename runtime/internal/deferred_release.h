@@ -10,8 +10,8 @@
 //
 // Thread-safety: any thread. Never blocks (a queue push). The thread starts
 // on first use and lives until the process ends (Wharf worker processes
-// end with _exit, which does not wait for it). Not for a process that then
-// fork()s without exec (as for every thread).
+// end with _exit, which does not wait for it). A child of fork() without
+// exec starts its own thread on first use (pthread_atfork).
 
 #ifndef WHARF_RUNTIME_INTERNAL_DEFERRED_RELEASE_H_
 #define WHARF_RUNTIME_INTERNAL_DEFERRED_RELEASE_H_

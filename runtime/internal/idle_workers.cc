@@ -47,8 +47,10 @@ void IdleWorkers::Leave(Waiter& w) {
 bool IdleWorkers::Sleep(Waiter& w, absl::Time deadline) {
   // Watch the word first (kReplySpin, read-only): a notifier that pops us
   // meanwhile sees kIdle and posts without a syscall, and we run its task
-  // without a futex hand-off. This is what makes one task on an idle pool
-  // cost about a port round trip.
+  // without a futex hand-off. (BM_TinyTasks/wharf_thread, 2 cores, A/B in
+  // one sitting: 0.90-0.92 M/s with it, 0.78-0.82 M/s without; one task on
+  // an idle pool costs the same either way, 2.4-2.5 µs: there the Future's
+  // spin is what counts.)
   if (sync_internal::SpinFor(
           sync_internal::kReplySpin, deadline,
           [&w] { return w.state.load(std::memory_order_acquire) == kPosted; },

@@ -21,7 +21,8 @@
 // worker thread, which alone calls Enter/Leave/Sleep with it, and it must
 // outlive the worker's last Leave/Sleep (a notifier that popped it posts to
 // it before the worker can return). Blocking: Sleep (until posted or the
-// deadline), Leave (only while a notifier that popped it posts — a few
+// deadline; it watches its word for a post up to kReplySpin first, so a
+// post then costs the notifier no syscall), Leave (only while a notifier that popped it posts — a few
 // instructions); NotifyOne/NotifyAll never block beyond a short spin lock.
 // Not for shared memory (pointers, a process-private futex).
 //
